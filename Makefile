@@ -1,0 +1,62 @@
+# AstroKit: `make run` starts the platform, `make test` runs the tests.
+# Both install whatever is missing first, so they work on a fresh machine.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+BIN := $(VENV)/bin
+RUN_DIR ?= .run
+STORE_DIR ?= $(RUN_DIR)/store
+CHP := deploy/local/node_modules/.bin/configurable-http-proxy
+PYTEST_ARGS ?=
+
+.PHONY: run test install lint format seed model bench clean browser
+
+# --- installation -----------------------------------------------------------------------
+# torch first and pinned: 2.13.0 is a local CPU wheel; anything unpinned pulls GBs of CUDA.
+$(VENV)/.installed: pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e ".[all,test]"
+	@touch $@
+
+$(CHP): deploy/local/package.json
+	cd deploy/local && npm install --no-audit --no-fund --loglevel=error
+	@touch $@
+
+# Debian's chromium for the real-browser tests (Playwright cannot download one here).
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  else echo "chromium missing: browser tests will be skipped (install Debian's chromium as root)"; fi; }
+
+install: $(VENV)/.installed $(CHP)
+
+# --- the platform -------------------------------------------------------------------------
+seed: install
+	$(BIN)/astrokit platform prepare --run-dir $(RUN_DIR)
+
+run: install seed
+	PATH="$(CURDIR)/deploy/local/node_modules/.bin:$(CURDIR)/$(BIN):$$PATH" \
+	  ASTROKIT_RUN_DIR="$(CURDIR)/$(RUN_DIR)" \
+	  $(BIN)/jupyterhub -f deploy/local/jupyterhub_config.py
+
+# --- tests and tooling --------------------------------------------------------------------
+test: install browser
+	PATH="$(CURDIR)/deploy/local/node_modules/.bin:$(CURDIR)/$(BIN):$$PATH" \
+	  $(BIN)/pytest -m "not slow" $(PYTEST_ARGS)
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: install
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+bench: install
+	@for b in benchmarks/*.py; do echo "== $$b"; $(PY) $$b; done
+
+clean:
+	rm -rf $(RUN_DIR) test-artifacts
