@@ -1,0 +1,34 @@
+"""AstroKit: survey data, distributed photo-z inference and active learning on your Dask cluster.
+
+Heavy parts (torch models, inference, active learning) are imported lazily so that
+``import astrokit`` stays cheap in the hub's environment, which has no torch.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__version__ = "0.1.0"
+
+# public name -> module that defines it; resolved on first attribute access
+_LAZY = {
+    "connect": "astrokit.connect",
+    "open_store": "astrokit.store",
+    "read_spectrum": "astrokit.formats",
+    "read_cutout": "astrokit.formats",
+    "infer": "astrokit.inference",
+    "train": "astrokit.training",
+    "ActiveLearningLoop": "astrokit.active",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'astrokit' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_LAZY])
