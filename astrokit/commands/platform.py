@@ -1,0 +1,135 @@
+"""``astrokit platform prepare``: everything the embedded default needs before the hub starts.
+
+Idempotent, so ``make run`` can call it every time: it creates the local object store layout
+(``shared/`` read-only survey area, ``users/``), seeds ``shared/survey`` with a synthetic survey
+and its shards if that area is empty, and trains the demo photo-z model if none exists.
+Each step is skipped when its output is already complete.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import time
+from pathlib import Path
+
+log = logging.getLogger("astrokit.platform")
+
+# Sizes of the embedded default's survey: big enough to make the notebooks meaningful
+# (thousands of cutouts, a few hundred MB at most), small enough to make in a couple of minutes.
+DEFAULT_GALAXIES = 6000
+DEFAULT_SPECTRA = 3000
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="platform_command", metavar="ACTION", required=True)
+    prep = sub.add_parser("prepare", help="create the local store, seed a survey, train a model")
+    prep.add_argument("--run-dir", default=".run", help="state directory (default: .run)")
+    prep.add_argument("--galaxies", type=int, default=DEFAULT_GALAXIES)
+    prep.add_argument("--spectra", type=int, default=DEFAULT_SPECTRA)
+    prep.add_argument("--seed", type=int, default=42)
+    prep.add_argument(
+        "--skip-model", action="store_true", help="do not train the demo photo-z model"
+    )
+
+
+def store_layout(run_dir: Path) -> dict[str, str]:
+    """URLs of the embedded store's areas under ``run_dir`` (pure; no I/O)."""
+    root = (run_dir / "store").resolve()
+    return {
+        "store_url": root.as_uri(),
+        "shared_url": (root / "shared").as_uri(),
+        "survey_url": (root / "shared" / "survey").as_uri(),
+        "shards_url": (root / "shared" / "survey" / "shards").as_uri(),
+        "models_url": (root / "shared" / "models").as_uri(),
+        "model_url": (root / "shared" / "models" / "photoz-small.pt").as_uri(),
+        "users_url": (root / "users").as_uri(),
+    }
+
+
+def _path(url: str) -> Path:
+    return Path(url.removeprefix("file://"))
+
+
+def prepare(
+    run_dir: Path,
+    *,
+    galaxies: int = DEFAULT_GALAXIES,
+    spectra: int = DEFAULT_SPECTRA,
+    seed: int = 42,
+    train_model: bool = True,
+) -> dict[str, str]:
+    """Create and seed the embedded store under ``run_dir``; return its URLs.
+
+    Parameters
+    ----------
+    run_dir
+        The platform's state directory (``.run`` for ``make run``).
+    galaxies, spectra, seed
+        Size and seed of the synthetic survey written when ``shared/survey`` is empty.
+    train_model
+        Train the demo photo-z model when ``shared/models/photoz-small.pt`` is missing.
+    """
+    layout = store_layout(run_dir)
+    for key in ("shared_url", "users_url", "models_url"):
+        _path(layout[key]).mkdir(parents=True, exist_ok=True)
+
+    survey_dir = _path(layout["survey_url"])
+    if not (survey_dir / "catalog.parquet").exists():
+        from astrokit.survey import make_survey
+
+        log.info("seeding %s with %d galaxies and %d spectra", survey_dir, galaxies, spectra)
+        t0 = time.perf_counter()
+        make_survey(layout["survey_url"], galaxies=galaxies, spectra=spectra, seed=seed)
+        log.info("survey written in %.1f s", time.perf_counter() - t0)
+    else:
+        log.info("survey already present in %s", survey_dir)
+
+    if not (_path(layout["shards_url"]) / "manifest.json").exists():
+        from astrokit.ingest import ingest
+
+        log.info("ingesting cutouts into shards at %s", layout["shards_url"])
+        ingest(layout["survey_url"] + "/cutouts", layout["shards_url"])
+
+    model_path = _path(layout["model_url"])
+    if train_model and not model_path.exists():
+        from astrokit.training import train_demo_model
+
+        log.info("training the demo photo-z model (a few minutes on 2 cores)")
+        result = train_demo_model(layout["shards_url"], out=layout["model_url"])
+        log.info("demo model metrics: %s", json.dumps(result.metrics, default=float))
+    elif model_path.exists():
+        log.info("demo model already present at %s", model_path)
+
+    # The shared survey area is read-only for users: the library refuses writes under shared/,
+    # and on the embedded default's file:// store we also drop the write bits.
+    _freeze_shared(_path(layout["shared_url"]))
+    return layout
+
+
+def _freeze_shared(shared: Path) -> None:
+    if os.geteuid() == 0:
+        # root ignores mode bits, so chmod would only give a false sense of protection; the
+        # library's ReadOnlyAreaError is what protects shared/ here.
+        return
+    for dirpath, _dirnames, filenames in os.walk(shared):
+        for name in filenames:
+            p = Path(dirpath) / name
+            p.chmod(p.stat().st_mode & ~0o222)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.platform_command == "prepare":
+        layout = prepare(
+            Path(args.run_dir),
+            galaxies=args.galaxies,
+            spectra=args.spectra,
+            seed=args.seed,
+            train_model=not args.skip_model,
+        )
+        for key, url in layout.items():
+            log.info("%-11s %s", key, url)
+        return 0
+    raise AssertionError(f"unhandled action {args.platform_command!r}")  # argparse forbids it
