@@ -1,0 +1,138 @@
+"""Small pieces shared by the widgets: user-facing error text, CSS, atomic local writes."""
+
+from __future__ import annotations
+
+import html
+import logging
+import os
+import re
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import ipywidgets as w
+
+log = logging.getLogger(__name__)
+
+#: One stylesheet for all AstroKit widgets, injected once per widget tree via an HTML child.
+#: ipywidgets has no other way to ship CSS without a lab extension of our own.
+STYLE = """
+<style>
+.astrokit-error { color: #b00020; font-weight: 600; white-space: pre-wrap; }
+.astrokit-error:empty { display: none; }
+.astrokit-listing select { font-family: var(--jp-code-font-family, monospace);
+                           font-size: 12px; }
+.astrokit-header pre { max-height: 24em; overflow: auto; font-size: 11px; margin: 0; }
+.astrokit-status { color: var(--jp-ui-font-color2, #555); }
+</style>
+"""
+
+# Anything that looks like a credential in an exception message is blanked before display:
+# botocore and s3fs messages sometimes echo signed URLs or key ids.
+_SECRET_PATTERNS = (
+    re.compile(r"(?i)(aws_secret_access_key|secret|password|token|signature|credential)=[^&\s]+"),
+    re.compile(r"(?i)(X-Amz-[A-Za-z-]+)=[^&\s]+"),
+)
+
+
+def style_widget() -> w.HTML:
+    """An invisible HTML widget carrying :data:`STYLE`."""
+    return w.HTML(STYLE, layout=w.Layout(display="none"))
+
+
+def scrub(text: str, secrets: tuple[str, ...] = ()) -> str:
+    """Remove credential-looking fragments and the given secret values from ``text``."""
+    for pattern in _SECRET_PATTERNS:
+        text = pattern.sub(lambda m: f"{m.group(1)}=***", text)
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "***")
+    return text
+
+
+def user_message(exc: BaseException, *, action: str, secrets: tuple[str, ...] = ()) -> str:
+    """A one-paragraph, traceback-free description of ``exc`` for the error label.
+
+    Parameters
+    ----------
+    exc : BaseException
+        What went wrong. AstroKit's store and format errors already carry user-safe
+        messages that name the URL and what was expected; other exceptions are prefixed
+        with their class name so the reader can search for it.
+    action : str
+        What the widget was doing, e.g. ``"listing s3://bucket/shared"``.
+    secrets : tuple of str
+        Values (keys, secrets) that must never be shown.
+    """
+    kind = _describe(exc)
+    detail = str(exc).strip() or type(exc).__name__
+    # The traceback goes to the log at debug level for whoever runs the server; the user
+    # sees the sentence only.
+    log.debug("widget error while %s", action, exc_info=exc)
+    return scrub(f"{kind} while {action}: {detail}", secrets)
+
+
+def _describe(exc: BaseException) -> str:
+    names = {cls.__name__ for cls in type(exc).__mro__}
+    if "StoreCredentialsError" in names or "NoCredentialsError" in names:
+        return "No valid credentials"
+    if "ReadOnlyAreaError" in names:
+        return "Read-only area"
+    if "StorePermissionError" in names or isinstance(exc, PermissionError):
+        return "Permission denied"
+    if "StoreNotFound" in names or isinstance(exc, FileNotFoundError):
+        return "Not found"
+    if "FormatError" in names:
+        return "Unreadable file"
+    if "StoreError" in names:
+        return "Store error"
+    return f"Error ({type(exc).__name__})"
+
+
+def error_html(message: str) -> str:
+    """Escape a message for an HTML error label."""
+    return html.escape(message)
+
+
+def store_secrets(store: Any) -> tuple[str, ...]:
+    """Credential values reachable from a store's filesystem, so messages can be scrubbed."""
+    fs = getattr(store, "fs", None)
+    found = []
+    for attr in ("secret", "key", "token"):
+        value = getattr(fs, attr, None)
+        if isinstance(value, str) and len(value) >= 4:
+            found.append(value)
+    for name in ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
+        value = os.environ.get(name)
+        if value and len(value) >= 4:
+            found.append(value)
+    return tuple(found)
+
+
+def atomic_write_local(path: str | os.PathLike[str], data: bytes) -> Path:
+    """Write ``data`` to a local file atomically (temporary file + rename in the same dir)."""
+    target = Path(path).expanduser()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return target
+
+
+def human_size(size: int | None) -> str:
+    """``1536`` -> ``"1.5 KiB"``; None -> ``""``."""
+    if size is None:
+        return ""
+    if size < 1024:
+        return f"{size} B"
+    value = float(size)
+    for unit in ("KiB", "MiB", "GiB"):
+        value /= 1024
+        if value < 1024:
+            return f"{value:.1f} {unit}"
+    return f"{value / 1024:.1f} TiB"
