@@ -1,0 +1,278 @@
+"""Model checkpoints: one file per model, configuration beside the weights, written atomically.
+
+A checkpoint is ``torch.save`` of a plain dict::
+
+    {"format_version": 1, "model": "astromae", "config": {...AstroMAEConfig...},
+     "state_dict": {...tensors...}, "metrics": {...}, "meta": {...}}
+
+It holds only tensors and JSON-like values, so loading uses ``torch.load(weights_only=True)``
+and never runs pickled code from the store. Loading rebuilds the model from the stored
+configuration (or from the one the caller insists on) and compares every key *and* shape
+before touching the weights, so a checkpoint that does not fit fails with the name of the
+first layer that differs instead of torch's wall of text (or, worse, a silent partial load).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import logging
+import math
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from astrokit.models.astromae import AstroMAE, AstroMAEConfig, get_config
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "FORMAT_VERSION",
+    "Checkpoint",
+    "CheckpointError",
+    "CheckpointFormatError",
+    "CheckpointMismatchError",
+    "load_checkpoint",
+    "save_checkpoint",
+    "select_device",
+]
+
+FORMAT_VERSION = 1
+#: Environment variable that overrides automatic device selection (``cpu``, ``cuda:1``...).
+DEVICE_ENV = "ASTROKIT_DEVICE"
+
+
+class CheckpointError(Exception):
+    """Base class of checkpoint errors."""
+
+
+class CheckpointFormatError(CheckpointError):
+    """The file is not an AstroKit checkpoint (or a newer format than this code reads)."""
+
+
+class CheckpointMismatchError(CheckpointError):
+    """The weights do not fit the configuration; the message names the first differing layer."""
+
+
+@dataclass
+class Checkpoint:
+    """A loaded checkpoint.
+
+    Attributes
+    ----------
+    model : AstroMAE
+        The model in eval mode on the requested device.
+    config : AstroMAEConfig
+        Its configuration.
+    metrics : dict
+        Metrics recorded at save time (validation metrics, baseline, history...).
+    meta : dict
+        Free-form provenance (training data URL, epochs, seed...).
+    sha256 : str
+        Digest of the checkpoint file's bytes: identifies the weights (used as a cache key).
+    url : str
+        Where it was loaded from.
+    """
+
+    model: AstroMAE
+    config: AstroMAEConfig
+    metrics: dict[str, Any] = field(default_factory=dict)
+    meta: dict[str, Any] = field(default_factory=dict)
+    sha256: str = ""
+    url: str = ""
+
+
+def select_device(device: str | torch.device | None = None) -> torch.device:
+    """The device to run on: explicit choice, else ``$ASTROKIT_DEVICE``, else CUDA if present.
+
+    Raises
+    ------
+    CheckpointError
+        When CUDA is requested but not available (named, rather than failing deep in torch).
+    """
+    choice = device if device is not None else os.environ.get(DEVICE_ENV) or None
+    if choice is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(choice)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise CheckpointError(f"device {str(choice)!r} requested but CUDA is not available here")
+    return dev
+
+
+def _jsonable(value: Any) -> Any:
+    """Metrics as plain floats/ints/strings (weights_only loading accepts nothing else)."""
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, bool | int | str) or value is None:
+        return value
+    if hasattr(value, "item"):  # numpy / torch scalars
+        value = value.item()
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    return str(value)
+
+
+def checkpoint_bytes(
+    model: AstroMAE, *, metrics: dict | None = None, meta: dict | None = None
+) -> bytes:
+    """Serialise ``model`` (weights on CPU) with its configuration into checkpoint bytes."""
+    payload = {
+        "format_version": FORMAT_VERSION,
+        "model": "astromae",
+        "config": model.config.to_dict(),
+        "state_dict": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
+        "metrics": _jsonable(metrics or {}),
+        "meta": _jsonable(meta or {}),
+    }
+    buf = io.BytesIO()
+    torch.save(payload, buf)
+    return buf.getvalue()
+
+
+def save_checkpoint(
+    model: AstroMAE,
+    url: str,
+    *,
+    metrics: dict | None = None,
+    meta: dict | None = None,
+    store: Any = None,
+) -> str:
+    """Write a checkpoint atomically to ``url`` (any store URL or local path).
+
+    Parameters
+    ----------
+    model : AstroMAE
+        The model to save.
+    url : str
+        Destination, e.g. ``s3://bucket/users/me/photoz.pt`` or ``file:///.../model.pt``.
+    metrics, meta : dict, optional
+        Stored beside the weights (JSON-like values only).
+    store : astrokit.store.Store, optional
+        Store to write through; default: resolved from the URL and the environment.
+
+    Returns
+    -------
+    str
+        The sha256 of the written bytes.
+    """
+    from astrokit.store import resolve
+
+    data = checkpoint_bytes(model, metrics=metrics, meta=meta)
+    st, full = resolve(url, store)
+    parent = full.rstrip("/").rsplit("/", 1)[0]
+    st.makedirs(parent)
+    st.write_bytes(full, data)
+    digest = hashlib.sha256(data).hexdigest()
+    log.info("saved checkpoint %s (%.1f MB, sha256 %s)", full, len(data) / 1e6, digest[:12])
+    return digest
+
+
+def _check_state(
+    state: dict[str, torch.Tensor], model: torch.nn.Module, where: str, config_name: str
+) -> None:
+    expected = model.state_dict()
+    for key, tensor in expected.items():
+        if key not in state:
+            raise CheckpointMismatchError(
+                f"{where}: layer {key!r} (shape {tuple(tensor.shape)}) expected by {config_name} "
+                "is missing from the checkpoint"
+            )
+        got = state[key]
+        if not isinstance(got, torch.Tensor) or got.shape != tensor.shape:
+            shape = tuple(got.shape) if isinstance(got, torch.Tensor) else type(got).__name__
+            raise CheckpointMismatchError(
+                f"{where}: layer {key!r} has shape {shape} in the checkpoint but {config_name} "
+                f"expects {tuple(tensor.shape)}"
+            )
+    extra = [k for k in state if k not in expected]
+    if extra:
+        raise CheckpointMismatchError(
+            f"{where}: layer {extra[0]!r} in the checkpoint does not exist in {config_name}"
+            + (f" (and {len(extra) - 1} more)" if len(extra) > 1 else "")
+        )
+
+
+def parse_checkpoint(
+    data: bytes,
+    *,
+    where: str = "checkpoint",
+    config: str | AstroMAEConfig | dict | None = None,
+    device: str | torch.device | None = None,
+) -> Checkpoint:
+    """Build the model from checkpoint bytes (see :func:`load_checkpoint`)."""
+    try:
+        payload = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises assorted pickle/zip errors for non-checkpoints
+        raise CheckpointFormatError(
+            f"{where}: not a readable torch checkpoint ({type(exc).__name__}: {exc})"
+        ) from exc
+    if not isinstance(payload, dict) or "state_dict" not in payload or "config" not in payload:
+        raise CheckpointFormatError(
+            f"{where}: not an AstroKit checkpoint (expected a dict with 'config' and "
+            "'state_dict'; a bare state dict needs its configuration beside it)"
+        )
+    version = payload.get("format_version")
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise CheckpointFormatError(
+            f"{where}: checkpoint format_version {version!r}; this AstroKit reads <= "
+            f"{FORMAT_VERSION}"
+        )
+    stored = get_config(payload["config"])
+    if config is None:
+        cfg, name = stored, "its stored configuration"
+    else:
+        cfg = get_config(config)
+        name = f"config {config!r}" if isinstance(config, str) else "the given configuration"
+    model = AstroMAE(cfg)
+    _check_state(payload["state_dict"], model, where, name)
+    model.load_state_dict(payload["state_dict"])
+    model.eval()
+    model.to(select_device(device))
+    return Checkpoint(
+        model=model,
+        config=cfg,
+        metrics=dict(payload.get("metrics") or {}),
+        meta=dict(payload.get("meta") or {}),
+        sha256=hashlib.sha256(data).hexdigest(),
+        url=where,
+    )
+
+
+def load_checkpoint(
+    url: str,
+    *,
+    config: str | AstroMAEConfig | dict | None = None,
+    device: str | torch.device | None = None,
+    store: Any = None,
+) -> Checkpoint:
+    """Load a checkpoint written by :func:`save_checkpoint`.
+
+    Parameters
+    ----------
+    url : str
+        Checkpoint URL or local path.
+    config : str, AstroMAEConfig or dict, optional
+        Insist on this configuration; by default the one stored in the file is used.
+    device : str or torch.device, optional
+        Where to put the model (default: :func:`select_device`).
+    store : astrokit.store.Store, optional
+        Store to read through; default: resolved from the URL and the environment.
+
+    Raises
+    ------
+    CheckpointFormatError
+        Not a checkpoint, or a newer format.
+    CheckpointMismatchError
+        A layer is missing, extra or of another shape; the message names it.
+    astrokit.store.StoreNotFound
+        No file at ``url``.
+    """
+    from astrokit.store import resolve
+
+    st, full = resolve(url, store)
+    data = st.read_bytes(full)
+    return parse_checkpoint(data, where=full, config=config, device=device)
