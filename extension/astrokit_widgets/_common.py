@@ -66,6 +66,11 @@ def user_message(exc: BaseException, *, action: str, secrets: tuple[str, ...] = 
     """
     kind = _describe(exc)
     detail = str(exc).strip() or type(exc).__name__
+    # Store errors start with the URL ("s3://b/x: no such ..."); when the action already
+    # names it, say it once.
+    head, sep, rest = detail.partition(": ")
+    if sep and rest and head in action:
+        detail = rest
     # The traceback goes to the log at debug level for whoever runs the server; the user
     # sees the sentence only.
     log.debug("widget error while %s", action, exc_info=exc)
