@@ -9,7 +9,7 @@ lets us report progress (scheduler up, workers k/N) through a small status file.
 
 The manager
 
-1. starts a TLS scheduler (127.0.0.1, port 0) and dashboard (127.0.0.1, port 0) with the
+1. starts a TLS scheduler and a dashboard on 127.0.0.1 (ports from the spec) with the
    server's credentials (:mod:`astrokit_spawner.tls`);
 2. scales to the profile's workers (nannies with ``memory_limit``), writing the status file
    (atomically) each time the count changes, and ``"ready"`` once all have joined;
@@ -69,6 +69,9 @@ class ClusterSpec:
         is gone the manager shuts down. Empty string: watch nothing.
     start_timeout
         Seconds to wait for all workers before reporting failure.
+    scheduler_port, dashboard_port
+        Ports on 127.0.0.1 (0: any free one). The spawner picks the scheduler port itself so
+        that the notebook can start with the address while the cluster is still starting.
     """
 
     server_id: str
@@ -82,6 +85,8 @@ class ClusterSpec:
     idle_minimum: int = 0
     watch_file: str = ""
     start_timeout: float = 120.0
+    scheduler_port: int = 0
+    dashboard_port: int = 0
 
     def to_json(self) -> str:
         """Serialise to JSON."""
@@ -181,8 +186,8 @@ async def run(spec: ClusterSpec) -> int:
             processes=True,
             protocol="tls://",
             host="127.0.0.1",
-            scheduler_port=0,
-            dashboard_address="127.0.0.1:0",
+            scheduler_port=spec.scheduler_port,
+            dashboard_address=f"127.0.0.1:{spec.dashboard_port}",
             security=security,
             asynchronous=True,
             local_directory=spec.local_directory,

@@ -1,0 +1,1 @@
+"""Reusable test helpers (a real JupyterHub: :mod:`helpers.hub`)."""
