@@ -149,7 +149,11 @@ class StoreBrowser(w.VBox):
             self.store = self._open_store(url, store, storage_options)
         if self.store is not None:
             self._set_shortcuts()
-            self.navigate(url if url is not None else self._default_start())
+            start = url
+            with self._guard("opening the store"):
+                start = url if url is not None else self._default_start()
+            if start is not None:
+                self.navigate(start)
         self.observe(lambda _: setattr(self._error, "value", error_html(self.error)), "error")
         self._error.value = error_html(self.error)
 
