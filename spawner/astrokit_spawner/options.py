@@ -142,6 +142,16 @@ def render_options_form(
     return "\n".join(parts)
 
 
+def _options_resolved_in_start(spawner: ProfilesMixin, user_options: Mapping[str, Any]) -> None:
+    """``apply_user_options`` hook: nothing to do here, the backend's ``start()`` resolves.
+
+    Resolution happens in ``start()`` (via :meth:`ProfilesMixin.resolve_user_profile`) so
+    that a refused request raises a clean ``SpawnException`` rather than the generic error
+    JupyterHub makes of exceptions in this hook; declaring the hook tells JupyterHub the
+    options are handled.
+    """
+
+
 def _spawner_options_form(spawner: ProfilesMixin) -> str:
     """``options_form`` callable: JupyterHub calls it with the spawner."""
     previous = (getattr(spawner, "user_options", None) or {}).get("profile")
@@ -209,6 +219,10 @@ class ProfilesMixin(LoggingConfigurable):
     @default("options_from_form")
     def _default_options_from_form(self):
         return profile_options_from_form
+
+    @default("apply_user_options")
+    def _default_apply_user_options(self):
+        return _options_resolved_in_start
 
     @validate("profiles")
     def _validate_profiles(self, proposal):
