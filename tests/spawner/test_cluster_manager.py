@@ -1,0 +1,238 @@
+"""The cluster manager as a real process: TLS cluster, connect(), idle release, shutdown paths."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import replace
+from pathlib import Path
+
+import psutil
+import pytest
+from astrokit_spawner.cluster_manager import ClusterSpec, adaptive_timing, read_status
+from astrokit_spawner.processes import ProcessRef, tagged_processes, terminate_server
+from astrokit_spawner.tls import make_credentials
+from distributed import Client
+
+from astrokit.connect import ConnectError, connect
+
+
+def _wait(predicate, timeout: float, what: str, interval: float = 0.05):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+class Manager:
+    """A cluster manager process started the way the spawner starts it."""
+
+    def __init__(self, base: Path, **overrides) -> None:
+        self.server_id = f"test-{uuid.uuid4().hex[:8]}"
+        base.mkdir(parents=True, exist_ok=True)
+        self.creds = make_credentials(base / "tls", self.server_id)
+        self.spec = ClusterSpec(
+            server_id=self.server_id,
+            n_workers=2,
+            threads_per_worker=1,
+            memory_limit=768 * 1024**2,
+            credentials_dir=str(self.creds.directory),
+            status_file=str(base / "status.json"),
+            local_directory=str(base / "scratch"),
+            idle_timeout=0,
+            start_timeout=60,
+        )
+        self.spec = replace(self.spec, **overrides)
+        spec_path = base / "spec.json"
+        spec_path.write_text(self.spec.to_json())
+        env = dict(os.environ, ASTROKIT_SERVER_ID=self.server_id)
+        self.log = base / "cluster.log"
+        with open(self.log, "wb") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "astrokit_spawner.cluster_manager", str(spec_path)],
+                env=env,
+                stdout=log,
+                stderr=log,
+                start_new_session=True,
+            )
+
+    def status(self) -> dict:
+        return read_status(self.spec.status_file) or {}
+
+    def wait_state(self, *states: str, timeout: float = 60) -> dict:
+        def check():
+            status = self.status()
+            if status.get("state") in states:
+                return status
+            if self.proc.poll() is not None and status.get("state") not in states:
+                raise AssertionError(
+                    f"manager exited ({self.proc.returncode}), status {status}:\n"
+                    f"{self.log.read_text()[-3000:]}"
+                )
+            return None
+
+        return _wait(check, timeout, f"state {states}")
+
+    @property
+    def address(self) -> str:
+        return self.status()["address"]
+
+    def client_env(self) -> dict[str, str]:
+        return {
+            "ASTROKIT_SCHEDULER_ADDRESS": self.address,
+            "DASK_DISTRIBUTED__COMM__TLS__CA_FILE": str(self.creds.ca_file),
+            "DASK_DISTRIBUTED__COMM__TLS__CLIENT__CERT": str(self.creds.client_cert),
+            "DASK_DISTRIBUTED__COMM__TLS__CLIENT__KEY": str(self.creds.client_key),
+            "ASTROKIT_N_WORKERS": str(self.spec.n_workers),
+        }
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(10)
+        for proc in tagged_processes(self.server_id):
+            proc.kill()
+
+
+@pytest.fixture(scope="module")
+def manager(tmp_path_factory):
+    m = Manager(tmp_path_factory.mktemp("manager"))
+    m.wait_state("ready")
+    yield m
+    m.close()
+
+
+@pytest.fixture
+def as_notebook(monkeypatch, manager):
+    """The environment a notebook of that server gets (the parts connect() reads)."""
+    for key, value in manager.client_env().items():
+        monkeypatch.setenv(key, value)
+    return manager
+
+
+def test_adaptive_timing():
+    assert adaptive_timing(600) == (5.0, 120)
+    assert adaptive_timing(2) == (0.5, 4)
+    assert adaptive_timing(30) == (3.0, 10)
+
+
+def test_status_reports_ready_with_addresses(manager):
+    status = manager.status()
+    assert status["state"] == "ready"
+    assert status["workers"] == 2
+    assert status["address"].startswith("tls://127.0.0.1:")
+    assert isinstance(status["dashboard_port"], int)
+    assert status["pid"] == manager.proc.pid
+
+
+def test_connect_computes_on_the_tls_cluster(as_notebook):
+    with connect(timeout=30) as client:
+        assert client.submit(sum, range(10)).result() == 45
+        workers = client.scheduler_info(n_workers=-1)["workers"]
+        assert len(workers) == 2
+        for info in workers.values():
+            assert info["nthreads"] == 1
+            assert info["memory_limit"] == 768 * 1024**2
+        # Worker processes carry the server id (for the stop sweep) and the thread budget.
+        envs = client.run(
+            lambda: (os.environ.get("ASTROKIT_SERVER_ID"), os.environ["OMP_NUM_THREADS"])
+        )
+        assert set(envs.values()) == {(as_notebook.server_id, "1")}
+
+
+def test_workers_are_separate_processes_in_the_managers_group(manager):
+    with Client(manager.address, security=manager.creds.security("client"), timeout="20s") as c:
+        pids = set(c.run(os.getpid).values())
+    assert manager.proc.pid not in pids
+    for pid in pids:
+        assert os.getpgid(pid) == manager.proc.pid  # one process group to end
+        assert psutil.Process(pid).memory_info().rss > 0
+
+
+def test_other_credentials_are_refused(manager, tmp_path):
+    other = make_credentials(tmp_path, "someone-else")
+    with pytest.raises(OSError):
+        Client(manager.address, security=other.security("client"), timeout="5s")
+    # Plain TCP to a TLS-only scheduler fails too.
+    with pytest.raises((OSError, ValueError, TypeError)):
+        Client(manager.address.replace("tls://", "tcp://"), timeout="3s")
+
+
+def test_connect_fails_clearly_when_workers_are_missing(as_notebook, monkeypatch):
+    monkeypatch.setenv("ASTROKIT_N_WORKERS", "5")
+    with pytest.raises(ConnectError, match=r"only 2 of 5 Dask workers connected .* within 2 s"):
+        connect(timeout=2)
+
+
+def test_idle_cluster_releases_workers_and_connect_wakes_it(tmp_path, monkeypatch):
+    m = Manager(tmp_path, idle_timeout=2.0, idle_minimum=0)
+    try:
+        m.wait_state("ready")
+        _wait(lambda: m.status().get("workers") == 0, 30, "idle workers to be released")
+        for key, value in m.client_env().items():
+            monkeypatch.setenv(key, value)
+        with connect(timeout=60) as client:
+            assert len(client.scheduler_info(n_workers=-1)["workers"]) == 2
+            assert client.submit(pow, 2, 10).result() == 1024
+    finally:
+        m.close()
+
+
+def test_manager_exits_when_its_notebook_dies(tmp_path):
+    notebook = subprocess.Popen(["sleep", "600"])
+    watch = tmp_path / "notebook.json"
+    watch.write_text(json.dumps(ProcessRef.of(notebook.pid).to_dict()))
+    m = Manager(tmp_path, watch_file=str(watch))
+    try:
+        m.wait_state("ready")
+        assert tagged_processes(m.server_id)
+        notebook.kill()
+        notebook.wait()
+        assert m.proc.wait(30) == 0
+        assert m.status()["state"] == "stopped"
+        _wait(lambda: not tagged_processes(m.server_id), 15, "workers to exit")
+    finally:
+        notebook.kill()
+        m.close()
+
+
+def test_sigterm_stops_everything(tmp_path):
+    m = Manager(tmp_path)
+    m.wait_state("ready")
+    procs = tagged_processes(m.server_id)
+    # The manager, two workers and multiprocessing's resource tracker.
+    assert m.proc.pid in {p.pid for p in procs}
+    assert len(procs) >= 3
+    left = asyncio.run(terminate_server([ProcessRef.of(m.proc.pid)], m.server_id, grace=20))
+    assert left == []
+    assert m.proc.wait(5) == 0
+    assert m.status()["state"] == "stopped"
+    assert not tagged_processes(m.server_id)
+    assert not any(p.is_running() and p.status() != psutil.STATUS_ZOMBIE for p in procs)
+
+
+def test_scheduler_port_in_use_is_reported(tmp_path):
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        m = Manager(tmp_path, scheduler_port=busy.getsockname()[1])
+        try:
+            status = m.wait_state("failed", timeout=60)
+            assert "scheduler did not start" in status["error"]
+            assert m.proc.wait(30) == 1
+        finally:
+            m.close()
