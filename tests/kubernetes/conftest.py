@@ -30,6 +30,10 @@ async def kube(tmp_path, monkeypatch):
     path = tmp_path / "kubeconfig"
     path.write_text(json.dumps(kubeconfig))
     monkeypatch.setenv("KUBECONFIG", str(path))
+    # kubernetes_asyncio reads KUBECONFIG once, at import; point its default there too.
+    import kubernetes_asyncio.config.kube_config as kube_config
+
+    monkeypatch.setattr(kube_config, "KUBE_CONFIG_DEFAULT_LOCATION", str(path))
     try:
         yield fake
     finally:

@@ -30,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import copy
+import functools
 import itertools
 import json
 import logging
@@ -63,6 +64,7 @@ RESOURCES: dict[tuple[str, str], tuple[str, bool]] = {
 DASK = ("apis/kubernetes.dask.org/v1", "daskclusters")
 
 
+@functools.cache
 def daskcluster_crd_schema() -> dict[str, Any]:
     """The DaskCluster openAPIV3Schema shipped (fully resolved) in dask-kubernetes' Helm chart."""
     import dask_kubernetes
@@ -71,7 +73,7 @@ def daskcluster_crd_schema() -> dict[str, Any]:
         Path(dask_kubernetes.__file__).parent
         / "operator/deployment/helm/dask-kubernetes-operator/crds/daskcluster.yaml"
     )
-    crd = yaml.safe_load(path.read_text())
+    crd = yaml.load(path.read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
     return crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
 
 

@@ -223,7 +223,7 @@ def dask_cluster_manifest(
     labels: Mapping[str, str] | None = None,
     scheduler_cpu: float = 0.5,
     scheduler_memory: int = 1 << 30,
-    image_pull_policy: str = "IfNotPresent",
+    image_pull_policy: str | None = "IfNotPresent",
 ) -> dict[str, Any]:
     """The DaskCluster resource for one user's server.
 
@@ -248,7 +248,7 @@ def dask_cluster_manifest(
     scheduler_cpu, scheduler_memory
         The scheduler's requests and limits (it is small next to the workers).
     image_pull_policy
-        ``imagePullPolicy`` of both containers.
+        ``imagePullPolicy`` of both containers; ``None`` leaves Kubernetes' default.
 
     Returns
     -------
@@ -282,7 +282,8 @@ def dask_cluster_manifest(
     scheduler["args"] = ["dask", "scheduler", "--host", "0.0.0.0"]
     scheduler["resources"] = _resources(scheduler_cpu, scheduler_memory)
     for container in (worker, scheduler):
-        container["imagePullPolicy"] = image_pull_policy
+        if image_pull_policy is not None:
+            container["imagePullPolicy"] = image_pull_policy
         if env_secret is not None:
             container["envFrom"] = [{"secretRef": {"name": env_secret}}]
     return copy.deepcopy(spec)

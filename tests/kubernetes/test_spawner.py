@@ -1,0 +1,286 @@
+"""AstroKitKubeSpawner's start/poll/stop against the in-memory Kubernetes API server.
+
+KubeSpawner's real code (reflectors, watches, retries) runs unmodified over HTTP against
+``k8s_fake_api``; the fake's kubelet starts pods and its operator marks DaskClusters Running.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from types import SimpleNamespace
+from urllib.parse import urlparse
+
+import pytest
+from astrokit_spawner.kubernetes import AstroKitKubeSpawner
+from jupyterhub.objects import Server
+from jupyterhub.spawner import SpawnException
+from k8s_fake_api import DASK
+from k8s_schemas import validate_manifest
+
+PODS = ("api/v1", "pods")
+SECRETS = ("api/v1", "secrets")
+NETPOL = ("apis/networking.k8s.io/v1", "networkpolicies")
+ROLES = ("apis/rbac.authorization.k8s.io/v1", "roles")
+SERVICE_ACCOUNTS = ("api/v1", "serviceaccounts")
+IMAGE = "ghcr.io/astrokit/notebook:0.1.0"
+
+
+def make_spawner(kube, *, user="alice", groups=(), user_options=None, **config):
+    """A spawner for ``user`` talking to ``kube``; ``config`` sets traits."""
+    hub_user = SimpleNamespace(
+        name=user,
+        id=1,
+        url=f"/user/{user}/",
+        groups=[SimpleNamespace(name=g) for g in groups],
+    )
+    settings = {
+        "namespace": "jhub",
+        "image": IMAGE,
+        "k8s_api_host": kube.url,
+        "start_timeout": 20,
+        "k8s_api_request_retry_timeout": 5,
+        "dask_cluster_start_timeout": 10,
+        "store_url": "s3://astrokit",
+        "s3_endpoint": "http://minio.jhub.svc:9000",
+        "aws_access_key_id": "AKIDTEST",
+        "aws_secret_access_key": "s3cr3t",
+        **config,
+    }
+    spawner = AstroKitKubeSpawner(_mock=True, user=hub_user, **settings)
+    spawner.server = Server(base_url=f"/user/{user}/")
+    spawner.api_token = "test-token"
+    spawner.user_options = user_options or {}
+    return spawner
+
+
+async def start_server(spawner):
+    """Start like the hub does: await start() and record the returned URL on the server."""
+    url = await asyncio.wait_for(spawner.start(), 30)
+    parsed = urlparse(url)
+    spawner.server.ip, spawner.server.port = parsed.hostname, parsed.port
+    return url
+
+
+async def eventually(check, *, timeout=10.0, what="condition"):
+    """Poll ``check`` (sync or async) until truthy, failing after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if asyncio.iscoroutine(value):
+            value = await value
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout}s waiting for {what}")
+        await asyncio.sleep(0.05)
+
+
+def exists(kube, resource, namespace, name):
+    return (resource, namespace, name) in kube.objects
+
+
+def pod_env(pod):
+    return {e["name"]: e.get("value") for e in pod["spec"]["containers"][0]["env"]}
+
+
+async def test_start_poll_stop(kube):
+    spawner = make_spawner(kube, user_options={"profile": "medium"})
+    url = await start_server(spawner)
+    assert url.startswith("http://10.0.0.") and url.endswith(":8888")
+
+    pod = kube.get(PODS, "jhub", "jupyter-alice")
+    notebook = pod["spec"]["containers"][0]
+    # medium: notebook 2 CPU / 4 GiB; 3 workers x 1 thread, 2 GiB each
+    assert notebook["resources"]["limits"] == {"cpu": 2.0, "memory": 4 << 30}
+    assert notebook["image"] == IMAGE
+    assert pod["metadata"]["labels"]["astrokit.io/dask-cluster"] == "jupyter-alice-dask"
+    assert pod["spec"]["serviceAccountName"] == "jupyter-alice"
+    env = pod_env(pod)
+    address = "tcp://jupyter-alice-dask-scheduler.jhub.svc:8786"
+    assert env["ASTROKIT_SCHEDULER_ADDRESS"] == env["DASK_SCHEDULER_ADDRESS"] == address
+    assert env["ASTROKIT_DASHBOARD_URL"] == (
+        "/user/alice/proxy/jupyter-alice-dask-scheduler.jhub.svc:8787/status"
+    )
+    assert env["ASTROKIT_N_WORKERS"] == "3" and env["ASTROKIT_PROFILE"] == "medium"
+    assert env["ASTROKIT_USER_URL"] == "s3://astrokit/users/alice"
+
+    cluster = kube.get(DASK, "jhub", "jupyter-alice-dask")
+    validate_manifest({k: cluster[k] for k in ("apiVersion", "kind", "metadata", "spec")} | {
+        "metadata": {k: v for k, v in cluster["metadata"].items()
+                     if k in ("name", "namespace", "labels", "ownerReferences")}})  # fmt: skip
+    assert cluster["metadata"]["ownerReferences"] == [
+        {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "name": "jupyter-alice",
+            "uid": pod["metadata"]["uid"],
+            "controller": False,
+            "blockOwnerDeletion": True,
+        }
+    ]
+    assert cluster["status"]["phase"] == "Running"
+    worker = cluster["spec"]["worker"]["spec"]["containers"][0]
+    assert cluster["spec"]["worker"]["replicas"] == 3
+    assert worker["image"] == IMAGE  # worker image = notebook image
+    assert worker["resources"]["limits"] == {"cpu": "1", "memory": "2Gi"}
+    assert worker["envFrom"] == [{"secretRef": {"name": "jupyter-alice-dask-env"}}]
+    # credentials travel in the owned Secret, not in the DaskCluster's spec
+    assert "s3cr3t" not in str(cluster)
+    secret = kube.get(SECRETS, "jhub", "jupyter-alice-dask-env")
+    assert secret["stringData"]["AWS_SECRET_ACCESS_KEY"] == "s3cr3t"
+    assert secret["metadata"]["ownerReferences"][0]["uid"] == pod["metadata"]["uid"]
+    assert exists(kube, NETPOL, "jhub", "jupyter-alice-dask")
+
+    assert await spawner.poll() is None
+    state = spawner.get_state()
+    assert state["pod_name"] == "jupyter-alice"
+    assert state["dask_cluster_name"] == "jupyter-alice-dask"
+
+    await asyncio.wait_for(spawner.stop(), 30)
+    assert await spawner.poll() == 1
+    for resource, name in [
+        (PODS, "jupyter-alice"),
+        (DASK, "jupyter-alice-dask"),
+        (SECRETS, "jupyter-alice-dask-env"),
+        (NETPOL, "jupyter-alice-dask"),
+        (ROLES, "jupyter-alice"),
+        (SERVICE_ACCOUNTS, "jupyter-alice"),
+    ]:
+        assert not exists(kube, resource, "jhub", name), (resource, name)
+
+
+async def test_cluster_goes_with_the_pod(kube):
+    """Deleting the pod behind the hub's back: the garbage collector removes the cluster."""
+    spawner = make_spawner(kube)
+    await start_server(spawner)
+    assert exists(kube, DASK, "jhub", "jupyter-alice-dask")
+    kube.delete(PODS, "jhub", "jupyter-alice")
+    await eventually(
+        lambda: not exists(kube, DASK, "jhub", "jupyter-alice-dask"), what="cluster collected"
+    )
+    # ... and with it the operator's scheduler Service it owns (GC is transitive)
+    await eventually(
+        lambda: not exists(kube, ("api/v1", "services"), "jhub", "jupyter-alice-dask-scheduler"),
+        what="scheduler service collected",
+    )
+    assert not exists(kube, SECRETS, "jhub", "jupyter-alice-dask-env")
+    assert await eventually(lambda: spawner.poll(), what="poll() non-None") == 1
+
+
+async def test_exited_notebook_is_reported_and_cleaned_up(kube):
+    spawner = make_spawner(kube)
+    await start_server(spawner)
+    kube.terminate_pod("jhub", "jupyter-alice", exit_code=3)
+    assert await eventually(lambda: spawner.poll(), what="exit code") == 3
+    # KubeSpawner deletes stopped pods through stop(): the cluster goes too.
+    assert not exists(kube, DASK, "jhub", "jupyter-alice-dask")
+    await eventually(lambda: not exists(kube, PODS, "jhub", "jupyter-alice"), what="pod gone")
+
+
+async def test_caps_are_enforced_before_anything_is_created(kube):
+    spawner = make_spawner(kube, user_options={"profile": "large"}, default_caps={"max_workers": 2})
+    with pytest.raises(SpawnException, match=r"n_workers=4 is above your limit: at most 2"):
+        await start_server(spawner)
+    assert not any(key[0] in (PODS, DASK) for key in kube.objects)
+
+
+async def test_custom_values_within_group_caps(kube):
+    spawner = make_spawner(
+        kube,
+        groups=["survey"],
+        user_options={"profile": "small", "n_workers": "6", "worker_memory": "1536M"},
+        default_caps={"max_workers": 2},
+        caps_per_group={"survey": {"max_workers": 8}},
+    )
+    await start_server(spawner)
+    cluster = kube.get(DASK, "jhub", "jupyter-alice-dask")
+    worker = cluster["spec"]["worker"]["spec"]["containers"][0]
+    assert cluster["spec"]["worker"]["replicas"] == 6
+    assert worker["resources"]["requests"] == {"cpu": "1", "memory": "1536Mi"}
+    assert pod_env(kube.get(PODS, "jhub", "jupyter-alice"))["ASTROKIT_PROFILE"] == "custom"
+    await spawner.stop()
+
+
+async def test_missing_operator_is_a_clear_error_and_leaves_nothing(kube):
+    kube.dask_crd = False
+    spawner = make_spawner(kube)
+    with pytest.raises(SpawnException, match="install the dask-kubernetes operator"):
+        await start_server(spawner)
+    await eventually(lambda: not exists(kube, PODS, "jhub", "jupyter-alice"), what="pod deleted")
+    assert not exists(kube, SECRETS, "jhub", "jupyter-alice-dask-env")
+
+
+async def test_cluster_that_never_runs_times_out_and_is_removed(kube):
+    kube.operator_delay = None  # the operator is installed but does nothing
+    spawner = make_spawner(kube, dask_cluster_start_timeout=1)
+    with pytest.raises(SpawnException, match=r"did not start within 1 s \(last phase: none\)"):
+        await start_server(spawner)
+    assert not exists(kube, DASK, "jhub", "jupyter-alice-dask")
+    await eventually(lambda: not exists(kube, PODS, "jhub", "jupyter-alice"), what="pod deleted")
+
+
+async def test_leftover_cluster_is_replaced_not_adopted(kube):
+    stale = {
+        "apiVersion": "kubernetes.dask.org/v1",
+        "kind": "DaskCluster",
+        "metadata": {"name": "jupyter-alice-dask"},
+        "spec": {
+            "worker": {"replicas": 9, "spec": {"containers": [{"name": "w", "image": "old"}]}},
+            "scheduler": {
+                "spec": {"containers": [{"name": "s", "image": "old"}]},
+                "service": {"ports": []},
+            },
+        },
+    }
+    old_uid = kube.create(DASK, "jhub", stale)["metadata"]["uid"]
+    spawner = make_spawner(kube)
+    await start_server(spawner)
+    cluster = kube.get(DASK, "jhub", "jupyter-alice-dask")
+    assert cluster["metadata"]["uid"] != old_uid
+    assert cluster["spec"]["worker"]["replicas"] == 2
+    await spawner.stop()
+
+
+async def test_per_user_namespace_and_rbac(kube):
+    spawner = make_spawner(
+        kube, enable_user_namespaces=True, user_namespace_template="astro-{username}"
+    )
+    await start_server(spawner)
+    ns = "astro-alice"
+    assert exists(kube, ("api/v1", "namespaces"), "", ns)
+    env = pod_env(kube.get(PODS, ns, "jupyter-alice"))
+    assert env["ASTROKIT_SCHEDULER_ADDRESS"] == (
+        "tcp://jupyter-alice-dask-scheduler.astro-alice.svc:8786"
+    )
+    role = kube.get(ROLES, ns, "jupyter-alice")
+    assert {v for rule in role["rules"] for v in rule["verbs"]} == {"get", "list", "watch"}
+    assert exists(kube, DASK, ns, "jupyter-alice-dask")
+    await spawner.stop()
+    assert not exists(kube, DASK, ns, "jupyter-alice-dask")
+
+
+async def test_progress_reports_profile_events_and_cluster(kube):
+    spawner = make_spawner(kube, user_options={"profile": "small"})
+    start = spawner.start()
+    messages = [event async for event in spawner.progress()]
+    await asyncio.wait_for(start, 30)
+    text = [m["message"] for m in messages]
+    assert any(t.startswith("Profile Small: 2 workers x 1 thread") for t in text), text
+    assert any("[Normal] Successfully assigned jhub/jupyter-alice" in t for t in text), text
+    assert text[-1] == "Dask cluster jupyter-alice-dask: Running", text
+    progress = [m["progress"] for m in messages]
+    assert progress == sorted(progress) and progress[-1] <= 100
+    await spawner.stop()
+
+
+async def test_admin_hook_is_chained_after_cluster_creation(kube):
+    seen = []
+
+    async def admin_hook(spawner, pod):
+        seen.append(exists(kube, DASK, "jhub", spawner.dask_cluster_name))
+
+    spawner = make_spawner(kube, after_pod_created_hook=admin_hook)
+    await start_server(spawner)
+    assert seen == [True]
+    await spawner.stop()
