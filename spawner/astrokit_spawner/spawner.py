@@ -64,6 +64,10 @@ __all__ = ["AstroKitSpawner"]
 #: Seconds between readiness checks while starting.
 _POLL = 0.05
 
+#: Progress once both processes are launched, and the share of each concurrent stage after.
+_PROGRESS_BASE = 20
+_PROGRESS_WEIGHTS = {"scheduler": 10, "workers": 45, "notebook": 20}
+
 
 def _log_tail(path: Path, lines: int = 15) -> str:
     """Last lines of a log file, for error messages (empty if unreadable)."""
@@ -196,6 +200,7 @@ class AstroKitSpawner(ProfilesMixin, Spawner):
         super().__init__(**kwargs)
         self._popens: list[Popen] = []
         self._events: list[dict[str, Any]] = []
+        self._parts: dict[str, float] = {}
         self._event_signal = asyncio.Event()
         self._start_done = True
 
@@ -280,6 +285,14 @@ class AstroKitSpawner(ProfilesMixin, Spawner):
         user_path.mkdir(parents=True, exist_ok=True)
 
     # --- progress -------------------------------------------------------------------
+    def _advance(self, part: str, fraction: float, message: str) -> None:
+        """Emit progress for one of the concurrent stages; the total never goes back."""
+        self._parts[part] = max(self._parts.get(part, 0.0), fraction)
+        total = _PROGRESS_BASE + sum(
+            weight * self._parts.get(name, 0.0) for name, weight in _PROGRESS_WEIGHTS.items()
+        )
+        self._emit(int(total), message)
+
     def _emit(self, progress: int, message: str) -> None:
         self._events.append({"progress": progress, "message": message})
         self.log.info("%s: %s", self._log_name, message)
@@ -322,6 +335,7 @@ class AstroKitSpawner(ProfilesMixin, Spawner):
     async def start(self) -> tuple[str, int]:
         """Start the cluster and the notebook; return once both are ready."""
         self._events = []
+        self._parts = {}
         self._start_done = False
         try:
             return await self._start()
@@ -436,12 +450,17 @@ class AstroKitSpawner(ProfilesMixin, Spawner):
             workers = int(status.get("workers") or 0)
             if state != seen_state and state in ("scheduler", "ready"):
                 if seen_state == "":
-                    self._emit(30, f"Dask scheduler up at {self.scheduler_address}")
+                    self._advance(
+                        "scheduler", 1.0, f"Dask scheduler up at {self.scheduler_address}"
+                    )
                 seen_state = state if state == "ready" else "scheduler"
             if workers != seen_workers and seen_state:
                 seen_workers = workers
-                share = 30 + int(50 * workers / max(1, spec.n_workers))
-                self._emit(share, f"Dask workers {workers}/{spec.n_workers}")
+                self._advance(
+                    "workers",
+                    workers / max(1, spec.n_workers),
+                    f"Dask workers {workers}/{spec.n_workers}",
+                )
             if state == "ready":
                 return
             if state == "failed" or manager.poll() is not None:
@@ -478,7 +497,7 @@ class AstroKitSpawner(ProfilesMixin, Spawner):
             except (OSError, HTTPClientError, TimeoutError):
                 await asyncio.sleep(_POLL)
                 continue
-            self._emit(85, "Notebook server answering")
+            self._advance("notebook", 1.0, "Notebook server answering")
             return
 
     # --- poll / stop ----------------------------------------------------------------

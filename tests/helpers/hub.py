@@ -27,6 +27,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -342,6 +343,59 @@ c.AstroKitSpawner.cluster_idle_timeout = 0  # tests count workers; idle release 
                 message = r.text
             raise SpawnFailed(r.status_code, message)
         return self.wait_ready(user, server_name, timeout=timeout)
+
+    def spawn_with_progress(
+        self,
+        user: str,
+        options: Mapping[str, Any] | None = None,
+        *,
+        server_name: str = "",
+        timeout: float = 180.0,
+    ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        """Spawn while reading the hub's progress stream; returns (server model, events).
+
+        Raises
+        ------
+        SpawnFailed
+            If the hub refuses the request or the spawn fails.
+        """
+        result: dict[str, Any] = {}
+
+        def post() -> None:
+            try:
+                result["response"] = self.request_spawn(user, options, server_name=server_name)
+            except requests.RequestException as exc:
+                result["error"] = exc
+
+        poster = threading.Thread(target=post, daemon=True)
+        poster.start()
+        events: list[dict[str, Any]] = []
+        path = self._server_path(user, server_name) + "/progress"
+        for _ in _deadline_loop(timeout, 0.05):
+            with self.api("GET", path, stream=True, timeout=timeout) as r:
+                if r.status_code == 200:
+                    for line in r.iter_lines(decode_unicode=True):
+                        if line and line.startswith("data:"):
+                            event = json.loads(line[5:])
+                            events.append(event)
+                            if event.get("ready") or event.get("failed"):
+                                break
+                    break
+            if "error" in result or (
+                "response" in result and result["response"].status_code not in (201, 202)
+            ):
+                break
+        poster.join(timeout)
+        if "error" in result:
+            raise HubError(f"spawn request failed: {result['error']}")
+        response = result["response"]
+        if response.status_code not in (201, 202):
+            try:
+                message = response.json().get("message", response.text)
+            except ValueError:
+                message = response.text
+            raise SpawnFailed(response.status_code, message)
+        return self.wait_ready(user, server_name, timeout=timeout), events
 
     def wait_ready(
         self, user: str, server_name: str = "", *, timeout: float = 180.0

@@ -1,0 +1,294 @@
+"""A real JupyterHub + configurable-http-proxy + AstroKitSpawner on 127.0.0.1, driven by REST.
+
+One hub is shared by the module (tests run in file order and build on each other's servers):
+two users with different profiles, computation from inside a server's environment, TLS
+isolation, the dashboard through the hub, refusals, named servers, a dying scheduler, a hub
+restart, and finally that no process of any server remains.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import stat
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+from astrokit_spawner.processes import ProcessRef
+from distributed import Client, Security
+from helpers.hub import HubProcess, SpawnFailed
+
+CONFIG = """
+c.ProfilesMixin.caps_per_user = {"bob": {"max_workers": 3}}
+c.ProfilesMixin.caps_per_group = {"tiny": {"max_workers": 1, "allowed_profiles": ["small"]}}
+c.Spawner.poll_interval = 1  # notice a dead scheduler quickly
+"""
+
+# What a notebook cell would run: connect() with no arguments, and a bare Client().
+NOTEBOOK_CODE = """
+import json, distributed, astrokit
+client = astrokit.connect(timeout=60)
+workers = client.scheduler_info(n_workers=-1)["workers"]
+square = client.submit(lambda x: x * x, 12).result()
+bare = distributed.Client()
+total = bare.submit(sum, [1, 2, 3]).result()
+print(json.dumps({
+    "n_workers": len(workers),
+    "threads": sorted(w["nthreads"] for w in workers.values()),
+    "memory_limits": sorted(w["memory_limit"] for w in workers.values()),
+    "square": square,
+    "total": total,
+    "same_scheduler": bare.scheduler.address == client.scheduler.address,
+    "dashboard": client.dashboard_link,
+}))
+"""
+
+
+def wait_until(predicate, timeout: float, what: str, interval: float = 0.1):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def processes_of(server_id: str) -> list[psutil.Process]:
+    """Live processes whose environment or command line carries the server id."""
+    found = []
+    for proc in psutil.process_iter():
+        try:
+            if proc.status() == psutil.STATUS_ZOMBIE:
+                continue
+            if proc.environ().get("ASTROKIT_SERVER_ID") == server_id or any(
+                server_id in part for part in proc.cmdline()
+            ):
+                found.append(proc)
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess, OSError):
+            continue
+    return found
+
+
+def assert_nothing_left(state: dict) -> None:
+    """No process of the server remains: neither its recorded pids nor anything tagged."""
+    for key in ("notebook", "manager"):
+        ref = ProcessRef.from_dict(state[key])
+        assert ref is not None and not ref.alive(), f"{key} {state[key]} still running"
+    wait_until(lambda: not processes_of(state["server_id"]), 15, "tagged processes to exit")
+
+
+def run_as_notebook(env: dict[str, str], code: str = NOTEBOOK_CODE) -> dict:
+    """Run Python with exactly the notebook server's environment; returns its JSON output."""
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=env.get("HOME"),
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture(scope="module")
+def hub(tmp_path_factory):
+    hub = HubProcess(
+        tmp_path_factory.mktemp("hub"), users=["alice", "bob", "dave"], config_overrides=CONFIG
+    )
+    hub.start()
+    hub.add_to_group("tiny", ["dave"])
+    try:
+        yield hub
+    finally:
+        hub.close()
+
+
+@pytest.fixture(scope="module")
+def running(hub):
+    """alice on "small" (2 workers), bob on a custom profile (3 workers); bob's progress."""
+    hub.spawn("alice", {"profile": "small"})
+    _, bob_events = hub.spawn_with_progress("bob", {"profile": "small", "n_workers": 3})
+    return {"bob_events": bob_events}
+
+
+def test_each_server_gets_its_own_environment(hub, running):
+    alice, bob = hub.server_env("alice"), hub.server_env("bob")
+    store = hub.store_url
+    assert alice["ASTROKIT_STORE_URL"] == store
+    assert alice["ASTROKIT_SHARED_URL"] == f"{store}/shared"
+    assert alice["ASTROKIT_USER_URL"] == f"{store}/users/alice"
+    assert bob["ASTROKIT_USER_URL"] == f"{store}/users/bob"
+    assert (hub.run_dir / "store" / "users" / "alice").is_dir()
+    assert (alice["ASTROKIT_PROFILE"], alice["ASTROKIT_N_WORKERS"]) == ("small", "2")
+    assert (bob["ASTROKIT_PROFILE"], bob["ASTROKIT_N_WORKERS"]) == ("custom", "3")
+    assert alice["ASTROKIT_SCHEDULER_ADDRESS"].startswith("tls://127.0.0.1:")
+    assert alice["ASTROKIT_SCHEDULER_ADDRESS"] == alice["DASK_SCHEDULER_ADDRESS"]
+    assert alice["ASTROKIT_SCHEDULER_ADDRESS"] != bob["ASTROKIT_SCHEDULER_ADDRESS"]
+    port = hub.spawner_state("alice")["dashboard_port"]
+    assert alice["ASTROKIT_DASHBOARD_URL"] == f"/user/alice/proxy/{port}/status"
+    assert alice["HOME"].endswith("/home/alice")
+    for key in (
+        "DASK_DISTRIBUTED__COMM__TLS__CA_FILE",
+        "DASK_DISTRIBUTED__COMM__TLS__CLIENT__CERT",
+        "DASK_DISTRIBUTED__COMM__TLS__CLIENT__KEY",
+    ):
+        path = Path(alice[key])
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
+        assert path != Path(bob[key])
+    # The cluster gets the store settings but never the notebook's hub token.
+    manager = psutil.Process(hub.spawner_state("alice")["manager"]["pid"]).environ()
+    assert manager["ASTROKIT_USER_URL"] == f"{store}/users/alice"
+    assert not any(k.startswith("JUPYTERHUB_") for k in manager)
+
+
+def test_progress_streams_real_stages(running):
+    messages = [e.get("message", "") for e in running["bob_events"]]
+    text = "\n".join(messages)
+    for stage in (
+        "Profile custom",
+        "TLS credentials",
+        "Dask scheduler up at tls://127.0.0.1:",
+        "Dask workers 3/3",
+        "Notebook server answering",
+        "Ready: notebook and 3 Dask workers",
+    ):
+        assert stage in text, text
+    progress = [e["progress"] for e in running["bob_events"] if "progress" in e]
+    assert progress == sorted(progress) and progress[-1] == 100
+    assert running["bob_events"][-1].get("ready") is True
+
+
+def test_computation_from_inside_alices_server(hub, running):
+    out = run_as_notebook(hub.server_env("alice"))
+    assert out["n_workers"] == 2
+    assert out["threads"] == [1, 1]
+    assert out["memory_limits"] == [1024**3, 1024**3]
+    assert out["square"] == 144 and out["total"] == 6
+    assert out["same_scheduler"]
+    port = hub.spawner_state("alice")["dashboard_port"]
+    assert out["dashboard"] == f"/user/alice/proxy/{port}/status"
+    assert run_as_notebook(hub.server_env("bob"))["n_workers"] == 3
+
+
+def test_bobs_credentials_cannot_use_alices_cluster(hub, running):
+    alice, bob = hub.server_env("alice"), hub.server_env("bob")
+    bob_security = Security(
+        tls_ca_file=bob["DASK_DISTRIBUTED__COMM__TLS__CA_FILE"],
+        tls_client_cert=bob["DASK_DISTRIBUTED__COMM__TLS__CLIENT__CERT"],
+        tls_client_key=bob["DASK_DISTRIBUTED__COMM__TLS__CLIENT__KEY"],
+        require_encryption=True,
+    )
+    with pytest.raises(OSError):
+        Client(alice["ASTROKIT_SCHEDULER_ADDRESS"], security=bob_security, timeout="5s")
+    # The same from bob's whole environment pointed at alice's address: refused.
+    env = dict(bob, ASTROKIT_SCHEDULER_ADDRESS=alice["ASTROKIT_SCHEDULER_ADDRESS"])
+    result = subprocess.run(
+        [sys.executable, "-c", "import astrokit; astrokit.connect(timeout=5)"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode != 0
+    assert "ConnectError: cannot reach the Dask scheduler" in result.stderr
+
+
+def test_dashboard_through_the_hub_only_for_its_owner(hub, running):
+    port = hub.spawner_state("alice")["dashboard_port"]
+    path = f"/user/alice/proxy/{port}/status"
+    ok = hub.get(path, token=hub.token_for("alice"))
+    assert ok.status_code == 200
+    assert "Dask" in ok.text and "bokeh" in ok.text.lower()
+    assert hub.get(path, token=hub.token_for("bob")).status_code == 403
+    anonymous = hub.get(path)
+    assert anonymous.status_code in (302, 403)
+    if anonymous.status_code == 302:
+        assert "/hub/" in anonymous.headers["Location"]
+
+
+@pytest.mark.parametrize(
+    ("user", "options", "message"),
+    [
+        ("dave", {"profile": "small"}, "n_workers=2 is above your limit: at most 1 allowed"),
+        (
+            "dave",
+            {"profile": "medium"},
+            "profile 'medium' is not available to you; allowed: ['small']",
+        ),
+        ("dave", {"n_workers": "lots"}, "n_workers: expected a whole number, got 'lots'"),
+        ("dave", {"gpus": 2}, "unknown option(s) ['gpus']"),
+        ("dave", {"profile": "small", "n_workers": 1, "worker_memory": "2X"}, "'2X'"),
+    ],
+)
+def test_refused_requests_name_the_value(hub, user, options, message):
+    with pytest.raises(SpawnFailed) as info:
+        hub.spawn(user, options)
+    assert info.value.status == 400
+    assert message in info.value.message
+    assert hub.server(user) is None
+
+
+def test_per_user_cap_over_a_named_server(hub, running):
+    with pytest.raises(SpawnFailed) as info:
+        hub.spawn("bob", {"profile": "large"}, server_name="big")
+    assert info.value.status == 400
+    assert "n_workers=4 is above your limit: at most 3 allowed" in info.value.message
+
+
+def test_group_cap_allows_what_it_allows(hub):
+    hub.spawn("dave", {"profile": "small", "n_workers": 1}, server_name="one")
+    state = hub.spawner_state("dave", "one")
+    assert run_as_notebook(hub.server_env("dave", "one"))["n_workers"] == 1
+    hub.stop_server("dave", "one")
+    assert_nothing_left(state)
+
+
+def test_named_server_has_its_own_cluster_and_a_dead_scheduler_is_noticed(hub, running):
+    hub.spawn("alice", {"profile": "small", "n_workers": 1}, server_name="second")
+    second = hub.spawner_state("alice", "second")
+    default = hub.spawner_state("alice")
+    assert second["server_id"] != default["server_id"]
+    assert second["scheduler_address"] != default["scheduler_address"]
+    assert run_as_notebook(hub.server_env("alice", "second"))["n_workers"] == 1
+    # Kill the scheduler (the cluster manager) hard: poll() must report the server stopped
+    # and end the notebook and the orphaned workers.
+    os.killpg(second["manager"]["pid"], signal.SIGKILL)
+    wait_until(lambda: hub.server("alice", "second") is None, 30, "hub to notice")
+    assert_nothing_left(second)
+    assert hub.server("alice")["ready"]  # the default server is untouched
+
+
+def test_hub_restart_keeps_running_clusters_and_cleans_dead_ones(hub, running):
+    alice_before = hub.spawner_state("alice")
+    bob_before = hub.spawner_state("bob")
+    hub.stop()
+    # While the hub is down, bob's notebook dies.
+    os.kill(bob_before["notebook"]["pid"], signal.SIGKILL)
+    hub.start()
+    assert hub.server("alice")["ready"]
+    assert hub.spawner_state("alice")["server_id"] == alice_before["server_id"]
+    out = run_as_notebook(hub.server_env("alice"))
+    assert out["n_workers"] == 2 and out["square"] == 144
+    port = alice_before["dashboard_port"]
+    r = hub.get(f"/user/alice/proxy/{port}/status", token=hub.token_for("alice"))
+    assert r.status_code == 200
+    # bob's server was found dead on start-up, reported stopped and its cluster ended.
+    wait_until(lambda: hub.server("bob") is None, 30, "bob's dead server to be cleaned")
+    assert_nothing_left(bob_before)
+
+
+def test_stop_leaves_no_process(hub, running):
+    for user in ("alice", "bob"):
+        if hub.server(user) is None:
+            continue
+        state = hub.spawner_state(user)
+        hub.stop_server(user)
+        assert_nothing_left(state)
+    assert hub.leftover_processes() == []
