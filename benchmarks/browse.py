@@ -1,0 +1,222 @@
+"""Store browser benchmark: first page of a huge prefix, its memory, and selection to plot.
+
+Prints one JSON object. For ``file://`` and for an S3 server on loopback (moto's, in its own
+process so that its CPU time is not charged to the browser) it measures, on a prefix holding
+``--objects`` objects:
+
+* ``first_page_s``: ``StoreBrowser(url)`` until the first page is listed and rendered;
+* ``first_page_peak_mib``: peak Python memory allocated meanwhile (tracemalloc), which stays
+  O(page size) when listing is paged;
+* ``load_more_s``: one "load more" (the second page);
+* ``full_listing_s`` / ``full_listing_peak_mib``: for contrast, fsspec's ``ls`` of the whole
+  prefix (what a naive browser would do);
+* ``select_to_plot_s``: ``browser.select(<real LAMOST spectrum>)`` until the spectrum viewer
+  has drawn it (header read, spectrum read, plot), median of ``--repeats``.
+
+Usage::
+
+    python benchmarks/browse.py            # 100,000 objects
+    python benchmarks/browse.py --quick    # 2,000 objects, smoke run
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import tracemalloc
+from contextlib import contextmanager
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+LAMOST_LRS = (
+    REPO.parent / "shared" / "data" / "lamost" / "spec-57287-KP193637N444141V03_sp10-161.fits.gz"
+)
+BENCH_KEY, BENCH_SECRET = "bench-key", "bench-secret"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextmanager
+def moto_server():
+    """moto's S3 server in a subprocess on 127.0.0.1; yields the endpoint URL."""
+    port = _free_port()
+    exe = Path(sys.executable).parent / "moto_server"
+    proc = subprocess.Popen(
+        [str(exe), "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    endpoint = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=1):
+                    break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("moto_server did not start") from None
+                time.sleep(0.1)
+        yield endpoint
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def _timed_peak(fn):
+    """(result, seconds, peak MiB of Python allocations) of ``fn()``."""
+    tracemalloc.start()
+    tracemalloc.reset_peak()
+    start = time.perf_counter()
+    result = fn()
+    elapsed = time.perf_counter() - start
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    return result, elapsed, peak / 2**20
+
+
+def measure(store, prefix_url: str, spectrum_url: str, *, page_size: int, repeats: int) -> dict:
+    from astrokit_widgets import StoreBrowser
+
+    browser, first_s, first_peak = _timed_peak(
+        lambda: StoreBrowser(prefix_url, store=store, page_size=page_size)
+    )
+    if browser.error:
+        raise RuntimeError(browser.error)
+    shown = len(browser.entries)
+    start = time.perf_counter()
+    browser.load_more()
+    more_s = time.perf_counter() - start
+
+    fs = store.fs
+    path = prefix_url.split("://", 1)[1]
+    if hasattr(fs, "invalidate_cache"):
+        fs.invalidate_cache()
+    listing, full_s, full_peak = _timed_peak(lambda: fs.ls(path, detail=True))
+
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        kind = browser.select(spectrum_url)
+        times.append(time.perf_counter() - start)
+        if kind != "spectrum":
+            raise RuntimeError(f"selection opened as {kind!r}: {browser.error}")
+    return {
+        "objects": len(listing),
+        "page_size": page_size,
+        "first_page_entries": shown,
+        "first_page_s": round(first_s, 4),
+        "first_page_peak_mib": round(first_peak, 2),
+        "load_more_s": round(more_s, 4),
+        "full_listing_s": round(full_s, 3),
+        "full_listing_peak_mib": round(full_peak, 2),
+        "select_to_plot_s": round(statistics.median(times), 4),
+        "select_to_plot_all_s": [round(t, 4) for t in times],
+    }
+
+
+def bench_file(n: int, page_size: int, repeats: int) -> dict:
+    from astrokit.store import open_store
+
+    with tempfile.TemporaryDirectory(prefix="astrokit-browse-") as tmp:
+        root = Path(tmp)
+        many = root / "shared" / "many"
+        many.mkdir(parents=True)
+        start = time.perf_counter()
+        for i in range(n):
+            (many / f"obj-{i:07d}.fits").touch()
+        setup = time.perf_counter() - start
+        spectra = root / "shared" / "spectra"
+        spectra.mkdir()
+        shutil.copy(LAMOST_LRS, spectra / LAMOST_LRS.name)
+        store = open_store(f"file://{root}")
+        out = measure(
+            store,
+            f"file://{many}",
+            f"file://{spectra / LAMOST_LRS.name}",
+            page_size=page_size,
+            repeats=repeats,
+        )
+        out["setup_s"] = round(setup, 2)
+        return out
+
+
+def bench_s3(n: int, page_size: int, repeats: int) -> dict:
+    import s3fs
+
+    from astrokit.store import open_store
+
+    with moto_server() as endpoint:
+        options = {
+            "key": BENCH_KEY,
+            "secret": BENCH_SECRET,
+            "client_kwargs": {"endpoint_url": endpoint},
+        }
+        fs = s3fs.S3FileSystem(skip_instance_cache=True, **options)
+        bucket = "astrokit-bench"
+        fs.mkdir(bucket)
+        start = time.perf_counter()
+        batch = 2000
+        for lo in range(0, n, batch):
+            fs.pipe(
+                {
+                    f"{bucket}/shared/many/obj-{i:07d}.fits": b""
+                    for i in range(lo, min(n, lo + batch))
+                }
+            )
+        setup = time.perf_counter() - start
+        fs.put(str(LAMOST_LRS), f"{bucket}/shared/spectra/{LAMOST_LRS.name}")
+        store = open_store(f"s3://{bucket}", storage_options=options)
+        out = measure(
+            store,
+            f"s3://{bucket}/shared/many",
+            f"s3://{bucket}/shared/spectra/{LAMOST_LRS.name}",
+            page_size=page_size,
+            repeats=repeats,
+        )
+        out["setup_s"] = round(setup, 2)
+        return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="2,000 objects, one repeat")
+    parser.add_argument("--objects", type=int, default=None, help="objects in the prefix")
+    parser.add_argument("--page-size", type=int, default=200)
+    parser.add_argument("--repeats", type=int, default=None)
+    parser.add_argument("--backends", default="file,s3", help="comma list: file,s3")
+    args = parser.parse_args(argv)
+    n = args.objects or (2000 if args.quick else 100_000)
+    repeats = args.repeats or (1 if args.quick else 5)
+    os.environ.setdefault("MPLBACKEND", "Agg")
+    result: dict = {
+        "benchmark": "browse",
+        "quick": args.quick,
+        "objects": n,
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+        "load_1min": round(os.getloadavg()[0], 2),
+    }
+    backends = [b.strip() for b in args.backends.split(",") if b.strip()]
+    if "file" in backends:
+        result["file"] = bench_file(n, args.page_size, repeats)
+    if "s3" in backends:
+        result["s3"] = bench_s3(n, args.page_size, repeats)
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
