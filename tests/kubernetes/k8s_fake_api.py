@@ -185,6 +185,7 @@ class FakeKubernetes:
     objects: dict[tuple[tuple[str, str], str, str], dict[str, Any]] = field(default_factory=dict)
     changes: list[Change] = field(default_factory=list)
     requests: list[tuple[str, str]] = field(default_factory=list)
+    requests_with_watch: list[tuple[str, str, bool]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self._rv = itertools.count(1)
@@ -539,6 +540,8 @@ class FakeApiServer:
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         kube = self.kube
         kube.requests.append((request.method, request.path))
+        watch = request.query.get("watch") in ("true", "1", "True")
+        kube.requests_with_watch.append((request.method, request.path, watch))
         try:
             resource, namespace, name, sub = _parse_path(request.path)
             kind, namespaced = kube._check_resource(resource)

@@ -281,6 +281,13 @@ def test_network_policy_admits_only_the_cluster_and_its_notebook():
     }
     assert got["metadata"]["ownerReferences"] == [OWNER]
     validate_manifest(got)
+    with_operator = m.network_policy_manifest(
+        name="c", namespace="n", cluster_name="c", operator_namespace="dask-operator"
+    )
+    assert with_operator["spec"]["ingress"][0]["from"][2] == {
+        "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "dask-operator"}}
+    }
+    validate_manifest(with_operator)
 
 
 def test_rbac_in_a_shared_namespace_reads_only_the_own_cluster():

@@ -315,14 +315,29 @@ def network_policy_manifest(
     name: str,
     namespace: str,
     cluster_name: str,
+    operator_namespace: str | None = None,
     owner: Mapping[str, Any] | None = None,
     labels: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """Ingress to the cluster's pods only from the cluster itself and its notebook pod.
 
     The notebook pod carries ``astrokit.io/dask-cluster: <cluster>`` (the spawner adds it);
-    the operator labels scheduler and workers ``dask.org/cluster-name: <cluster>``.
+    the operator labels scheduler and workers ``dask.org/cluster-name: <cluster>``. With
+    ``operator_namespace``, pods in that namespace (the dask-kubernetes operator, which calls
+    the scheduler to retire workers) are admitted too.
     """
+    peers: list[dict[str, Any]] = [
+        {"podSelector": {"matchLabels": {DASK_CLUSTER_LABEL: cluster_name}}},
+        {"podSelector": {"matchLabels": {CLUSTER_LABEL: cluster_name}}},
+    ]
+    if operator_namespace:
+        peers.append(
+            {
+                "namespaceSelector": {
+                    "matchLabels": {"kubernetes.io/metadata.name": operator_namespace}
+                }
+            }
+        )
     return {
         "apiVersion": "networking.k8s.io/v1",
         "kind": "NetworkPolicy",
@@ -330,14 +345,7 @@ def network_policy_manifest(
         "spec": {
             "podSelector": {"matchLabels": {DASK_CLUSTER_LABEL: cluster_name}},
             "policyTypes": ["Ingress"],
-            "ingress": [
-                {
-                    "from": [
-                        {"podSelector": {"matchLabels": {DASK_CLUSTER_LABEL: cluster_name}}},
-                        {"podSelector": {"matchLabels": {CLUSTER_LABEL: cluster_name}}},
-                    ]
-                }
-            ],
+            "ingress": [{"from": peers}],
         },
     }
 
@@ -382,9 +390,11 @@ def notebook_rbac_manifests(
             },
             {
                 "apiGroups": [""],
-                "resources": ["pods", "pods/log", "services"],
+                "resources": ["pods", "services"],
                 "verbs": ["get", "list", "watch"],
             },
+            # Logs are read one pod at a time; "get" is the only verb pods/log has.
+            {"apiGroups": [""], "resources": ["pods/log"], "verbs": ["get"]},
         ]
     return [
         {

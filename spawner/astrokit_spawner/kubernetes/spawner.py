@@ -113,6 +113,11 @@ class AstroKitKubeSpawner(ProfilesMixin, KubeSpawner):
         workers only from the cluster itself and the server's notebook pod. Without it any
         pod in the namespace can submit work to a user's cluster.""",
     ).tag(config=True)
+    dask_operator_namespace = Unicode(
+        "dask-operator",
+        help="""Namespace of the dask-kubernetes operator, admitted by the per-server
+        NetworkPolicy (the operator calls the scheduler to retire workers). Empty: none.""",
+    ).tag(config=True)
     notebook_rbac = Bool(
         True,
         help="""Give each notebook pod its own ServiceAccount with read-only access to its own
@@ -375,6 +380,7 @@ class AstroKitKubeSpawner(ProfilesMixin, KubeSpawner):
                 name=cluster,
                 namespace=self.namespace,
                 cluster_name=cluster,
+                operator_namespace=self.dask_operator_namespace or None,
                 owner=owner,
                 labels=labels,
             )
