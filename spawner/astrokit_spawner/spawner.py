@@ -493,12 +493,16 @@ class AstroKitSpawner(ProfilesMixin, Spawner):
                     log_message=f"notebook of {self._log_name} exited:\n{_log_tail(log)}",
                 )
             try:
-                await client.fetch(HTTPRequest(url, request_timeout=2.0), raise_error=False)
+                response = await client.fetch(
+                    HTTPRequest(url, request_timeout=2.0), raise_error=False
+                )
             except (OSError, HTTPClientError, TimeoutError):
-                await asyncio.sleep(_POLL)
-                continue
-            self._advance("notebook", 1.0, "Notebook server answering")
-            return
+                response = None
+            # Only jupyter_server's own answer counts (not whatever else may hold the port).
+            if response is not None and response.code == 200 and b"version" in response.body:
+                self._advance("notebook", 1.0, "Notebook server answering")
+                return
+            await asyncio.sleep(_POLL)
 
     # --- poll / stop ----------------------------------------------------------------
     def _reap(self) -> None:

@@ -8,8 +8,10 @@ restart, and finally that no process of any server remains.
 
 from __future__ import annotations
 
+import html
 import json
 import os
+import re
 import signal
 import stat
 import subprocess
@@ -19,6 +21,7 @@ from pathlib import Path
 
 import psutil
 import pytest
+import requests
 from astrokit_spawner.processes import ProcessRef
 from distributed import Client, Security
 from helpers.hub import HubProcess, SpawnFailed
@@ -240,6 +243,57 @@ def test_per_user_cap_over_a_named_server(hub, running):
         hub.spawn("bob", {"profile": "large"}, server_name="big")
     assert info.value.status == 400
     assert "n_workers=4 is above your limit: at most 3 allowed" in info.value.message
+
+
+def _xsrf(page: str) -> str:
+    return re.search(r'name="_xsrf" value="([^"]+)"', page).group(1)
+
+
+def _browser_login(hub: HubProcess, user: str) -> requests.Session:
+    """Log in through the hub's login page like a browser."""
+    session = requests.Session()
+    page = session.get(f"{hub.url}/hub/login", timeout=30)
+    r = session.post(
+        f"{hub.url}/hub/login",
+        data={"username": user, "password": hub.password, "_xsrf": _xsrf(page.text)},
+        allow_redirects=False,
+        timeout=30,
+    )
+    assert r.status_code == 302, r.text[:500]
+    return session
+
+
+def test_options_form_through_the_hub(hub):
+    session = _browser_login(hub, "erin")
+    form = session.get(f"{hub.url}/hub/spawn/erin", timeout=30)
+    assert form.status_code == 200
+    # The form posts to its action URL, which carries the session's xsrf token.
+    action = html.unescape(re.search(r'id="spawn_form"\s+action="([^"]+)"', form.text).group(1))
+    action_url = f"{hub.url}{action}"
+    for expected in ('name="profile" value="small" checked', 'value="large"', 'name="n_workers"'):
+        assert expected in form.text
+    # An over-cap custom value comes back on the form page with the clear message.
+    refused = session.post(
+        action_url,
+        data={"profile": "small", "n_workers": "9"},
+        timeout=60,
+    )
+    assert refused.status_code == 400
+    assert "n_workers=9 is above your limit: at most 4 allowed" in html.unescape(refused.text)
+    # A valid submission spawns the custom profile.
+    accepted = session.post(
+        action_url,
+        data={"profile": "small", "n_workers": "1", "worker_memory": ""},
+        allow_redirects=False,
+        timeout=60,
+    )
+    assert accepted.status_code == 302
+    hub.wait_ready("erin")
+    env = hub.server_env("erin")
+    assert (env["ASTROKIT_PROFILE"], env["ASTROKIT_N_WORKERS"]) == ("custom", "1")
+    state = hub.spawner_state("erin")
+    hub.stop_server("erin")
+    assert_nothing_left(state)
 
 
 def test_group_cap_allows_what_it_allows(hub):
