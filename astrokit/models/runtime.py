@@ -17,9 +17,12 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
+
+if TYPE_CHECKING:  # torch is imported where it is used: the client side of a run needs none
+    import torch
 
 log = logging.getLogger(__name__)
 
@@ -124,6 +127,8 @@ def predict_arrays(
     Returns a float32 array of ``len(images)`` predictions. The model is not moved; inputs go
     to the model's device (or ``device``).
     """
+    import torch
+
     if device is None:
         device = next(model.parameters()).device
     if batch_size is None:

@@ -1,0 +1,74 @@
+"""``astrokit infer DATA_URL --model CKPT --out OUT_URL``: distributed photo-z inference.
+
+Runs on the cluster named by the environment (the spawner's), else on a temporary local one.
+Shows a progress bar on stderr and prints the run's summary (JSON) on stdout. Exit status:
+0 complete, 1 incomplete (summary written, see its ``problems``), 2 could not run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "data_url", metavar="DATA_URL", help="shard set (manifest.json) or directory of FITS"
+    )
+    parser.add_argument(
+        "--model", default=None, help="checkpoint URL (default: $ASTROKIT_MODEL_URL)"
+    )
+    parser.add_argument(
+        "--out", default=None, help="output directory (default: $ASTROKIT_USER_URL/inference/...)"
+    )
+    parser.add_argument(
+        "--scheduler", default=None, help="Dask scheduler address (default: from the env)"
+    )
+    parser.add_argument("--partition-mb", type=float, default=25.0, help="MB per task")
+    parser.add_argument("--batch-size", type=int, default=None, help="samples per forward pass")
+    parser.add_argument("--device", default=None, help="cpu, cuda (default: automatic)")
+    parser.add_argument(
+        "--max-nan-fraction", type=float, default=None, help="input policy (default 0.05)"
+    )
+    parser.add_argument("--no-resume", action="store_true", help="recompute every partition")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def run(args: argparse.Namespace) -> int:
+    from astrokit.inference import IncompleteResultError, InferenceError, infer
+    from astrokit.models.checkpoint import CheckpointError
+    from astrokit.shards import ShardError
+    from astrokit.store import StoreError
+
+    client = None
+    if args.scheduler:
+        from distributed import Client
+
+        client = Client(args.scheduler)
+    try:
+        result = infer(
+            args.data_url,
+            model=args.model,
+            out=args.out,
+            client=client,
+            partition_mb=args.partition_mb,
+            batch_size=args.batch_size,
+            device=args.device,
+            max_nan_fraction=args.max_nan_fraction,
+            resume=not args.no_resume,
+            progress=not args.no_progress,
+        )
+        status = 0
+    except IncompleteResultError as exc:
+        print(f"astrokit infer: {exc}", file=sys.stderr)
+        result, status = exc.result, 1
+    except (InferenceError, CheckpointError, ShardError, StoreError) as exc:
+        print(f"astrokit infer: error: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        if client is not None:
+            client.close()
+    json.dump(result.summary, sys.stdout, indent=1, default=float)
+    sys.stdout.write("\n")
+    return status

@@ -1,0 +1,325 @@
+"""The worker side of distributed photo-z inference: one task = one partition.
+
+:func:`predict_partition` runs inside a Dask worker. It
+
+1. gets the model from a per-process cache keyed by (checkpoint URL, sha256, device) -- the
+   first task on a worker loads it from the store, later tasks reuse it, so the weights travel
+   once per worker, never inside every task;
+2. reads its partition (a row range of one shard, or a group of FITS cutouts);
+3. screens rows with the input policy (:mod:`astrokit.models.runtime`): bad rows are kept in
+   the output with ``z_pred = NaN`` and a status, never silently predicted;
+4. predicts the rest in device-sized batches with torch threads = the worker's threads;
+5. writes ``pred-NNNNN.parquet`` atomically. A retried task (e.g. after its worker was killed)
+   rewrites the same file with the same rows, so a partition is never counted twice.
+
+Every output row carries ``source`` (shard or file name) and ``row`` (index in that source):
+the summary checks exactness on these, independently of whether the input ids are unique.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import threading
+import time
+from collections import OrderedDict
+from typing import Any
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+__all__ = ["PRED_COLUMNS", "ModelChangedError", "partition_file", "predict_partition"]
+
+#: Columns of every prediction file (and of the final catalogue), in order.
+PRED_COLUMNS = (
+    "id",
+    "z_pred",
+    "z_true",
+    "status",
+    "source",
+    "row",
+    "nan_fraction",
+    "partition",
+    "error",
+)
+
+# (url, sha256, device) -> Checkpoint. Two entries at most: a worker serves one run at a time,
+# and a notebook comparing two models should not reload on every task.
+_MODEL_CACHE: OrderedDict[tuple[str, str, str], Any] = OrderedDict()
+_MODEL_CACHE_SIZE = 2
+_CACHE_LOCK = threading.Lock()
+_LOADS = {"count": 0}  # number of checkpoint loads in this process (for tests and logs)
+
+
+class ModelChangedError(RuntimeError):
+    """The checkpoint's bytes changed after the run started (overwritten mid-run)."""
+
+
+def partition_file(index: int) -> str:
+    """File name of partition ``index``'s predictions (``pred-00042.parquet``)."""
+    return f"pred-{index:05d}.parquet"
+
+
+def _worker_threads() -> int | None:
+    try:
+        from distributed import get_worker
+
+        return int(get_worker().state.nthreads)
+    except (ImportError, ValueError, AttributeError):
+        return None
+
+
+def get_model(model_url: str, sha256: str, device: str | None, store: Any = None) -> Any:
+    """The cached :class:`~astrokit.models.checkpoint.Checkpoint` for this process."""
+    from astrokit.models.checkpoint import load_checkpoint, select_device
+
+    dev = str(select_device(device))
+    key = (model_url, sha256, dev)
+    with _CACHE_LOCK:
+        if key in _MODEL_CACHE:
+            _MODEL_CACHE.move_to_end(key)
+            return _MODEL_CACHE[key]
+        ckpt = load_checkpoint(model_url, device=dev, store=store)
+        if sha256 and ckpt.sha256 != sha256:
+            raise ModelChangedError(
+                f"{model_url}: checkpoint sha256 is now {ckpt.sha256[:12]}..., the run started "
+                f"with {sha256[:12]}...; it was overwritten during the run -- start again"
+            )
+        _LOADS["count"] += 1
+        log.info("loaded model %s (%s) on %s", model_url, ckpt.sha256[:12], dev)
+        _MODEL_CACHE[key] = ckpt
+        while len(_MODEL_CACHE) > _MODEL_CACHE_SIZE:
+            _MODEL_CACHE.popitem(last=False)
+        return ckpt
+
+
+def _read_shard_range(part: dict, store: Any) -> dict[str, Any]:
+    from astrokit.shards import ShardError, ShardInfo, read_shard
+    from astrokit.store import StoreError
+
+    info = ShardInfo(**part["shard"])
+    start, stop = part["start"], part["stop"]
+    n = stop - start
+    try:
+        arrays = read_shard(part["source_url"], store=store, expect=info)
+    except (ShardError, StoreError) as exc:
+        # the whole source is unreadable: every row is reported, none is lost or invented
+        log.error("partition %d: %s", part["index"], exc)
+        return {
+            "images": None,
+            "ids": np.array([""] * n, dtype=object),
+            "z": np.full(n, np.nan, dtype=np.float32),
+            "rows": np.arange(start, stop),
+            "sources": np.array([info.name] * n, dtype=object),
+            "file_errors": np.array([f"{type(exc).__name__}: {exc}"] * n, dtype=object),
+        }
+    return {
+        "images": arrays["images"][start:stop],
+        "mags": arrays["mags"][start:stop],
+        "ids": arrays["ids"][start:stop].astype(object),
+        "z": arrays["z"][start:stop].astype(np.float32),
+        "rows": np.arange(start, stop),
+        "sources": np.array([info.name] * n, dtype=object),
+        "file_errors": np.array([""] * n, dtype=object),
+    }
+
+
+def _read_fits_group(part: dict, store: Any) -> dict[str, Any]:
+    from astrokit.formats import read_cutout
+
+    images, mags, ids, zs, errors = [], [], [], [], []
+    shape = None
+    for url in part["files"]:
+        name = url.rstrip("/").rsplit("/", 1)[-1]
+        try:
+            cut = read_cutout(url, store=store)
+            image = np.asarray(cut.image, dtype=np.float32)
+            if shape is not None and image.shape != shape:
+                raise ValueError(f"cutout shape {image.shape} differs from {shape}")
+            shape = image.shape
+            images.append(image)
+            mags.append(np.asarray(cut.magnitudes, dtype=np.float32))
+            ids.append(str(cut.id))
+            zs.append(np.nan if cut.redshift is None else float(cut.redshift))
+            errors.append("")
+        except Exception as exc:  # any unreadable file is one bad row, reported by name
+            log.warning("partition %d: bad cutout %s: %s", part["index"], url, exc)
+            images.append(None)
+            mags.append(None)
+            ids.append(name)
+            zs.append(np.nan)
+            errors.append(f"{type(exc).__name__}: {exc}")
+    n = len(part["files"])
+    good = [i for i in range(n) if images[i] is not None]
+    if shape is None:
+        stacked = None
+        mag_arr = None
+    else:
+        stacked = np.full((n, *shape), np.nan, dtype=np.float32)
+        mag_arr = np.full((n, shape[0]), np.nan, dtype=np.float32)
+        for i in good:
+            stacked[i] = images[i]
+            mag_arr[i] = mags[i]
+    return {
+        "images": stacked,
+        "mags": mag_arr,
+        "ids": np.array(ids, dtype=object),
+        "z": np.array(zs, dtype=np.float32),
+        "rows": np.zeros(n, dtype=np.int64),
+        "sources": np.array(
+            [u.rstrip("/").rsplit("/", 1)[-1] for u in part["files"]], dtype=object
+        ),
+        "file_errors": np.array(errors, dtype=object),
+    }
+
+
+def read_partition(part: dict, store: Any = None) -> dict[str, Any]:
+    """Read a partition's inputs; unreadable sources become rows with an ``error`` message."""
+    if part["kind"] == "shard":
+        return _read_shard_range(part, store)
+    if part["kind"] == "fits":
+        return _read_fits_group(part, store)
+    raise ValueError(f"unknown partition kind {part['kind']!r}; expected 'shard' or 'fits'")
+
+
+def encode_predictions(columns: dict[str, Any]) -> bytes:
+    """Parquet bytes of a prediction table with :data:`PRED_COLUMNS`."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pa.table(
+        {
+            "id": pa.array([str(v) for v in columns["id"]], pa.string()),
+            "z_pred": pa.array(columns["z_pred"], pa.float32()),
+            "z_true": pa.array(columns["z_true"], pa.float32()),
+            "status": pa.array([str(v) for v in columns["status"]], pa.string()),
+            "source": pa.array([str(v) for v in columns["source"]], pa.string()),
+            "row": pa.array(columns["row"], pa.int64()),
+            "nan_fraction": pa.array(columns["nan_fraction"], pa.float32()),
+            "partition": pa.array(columns["partition"], pa.int32()),
+            "error": pa.array([str(v) for v in columns["error"]], pa.string()),
+        }
+    )
+    buf = io.BytesIO()
+    pq.write_table(table, buf)
+    return buf.getvalue()
+
+
+def predict_partition(
+    part: dict,
+    *,
+    model_url: str,
+    model_sha256: str,
+    out_url: str,
+    store: Any = None,
+    batch_size: int | None = None,
+    device: str | None = None,
+    max_nan_fraction: float | None = None,
+) -> dict[str, Any]:
+    """Predict one partition and write its ``pred-NNNNN.parquet`` atomically.
+
+    Parameters
+    ----------
+    part : dict
+        A partition from the plan (:func:`astrokit.inference.plan_partitions`).
+    model_url, model_sha256 : str
+        Checkpoint and the digest the run started with (cache key and integrity check).
+    out_url : str
+        The run's output directory.
+    store : astrokit.store.Store, optional
+        Store to read and write through (default: resolved from URLs and the environment).
+    batch_size, device, max_nan_fraction
+        See :func:`astrokit.inference.infer`.
+
+    Returns
+    -------
+    dict
+        ``index``, ``rows``, ``ok``, ``bad``, ``read_s``, ``compute_s``, ``write_s``,
+        ``threads``, ``file``.
+    """
+    import torch
+
+    from astrokit.models.runtime import (
+        BAD_FILE,
+        DEFAULT_MAX_NAN_FRACTION,
+        default_batch_size,
+        predict_arrays,
+        screen_inputs,
+    )
+    from astrokit.store import resolve
+
+    threads = _worker_threads()
+    if threads and torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
+    t0 = time.perf_counter()
+    ckpt = get_model(model_url, model_sha256, device, store)
+    data = read_partition(part, store)
+    t1 = time.perf_counter()
+
+    n = len(data["ids"])
+    if n != part["rows"]:
+        raise RuntimeError(
+            f"partition {part['index']}: read {n} rows, the plan expects {part['rows']}"
+        )
+    z_pred = np.full(n, np.nan, dtype=np.float32)
+    status = np.full(n, BAD_FILE, dtype=object)
+    nan_fraction = np.full(n, np.nan, dtype=np.float32)
+    errors = data["file_errors"].copy()
+    readable = errors == ""
+    if data["images"] is not None and readable.any():
+        idx = np.flatnonzero(readable)
+        screened = screen_inputs(
+            data["images"][idx],
+            data["mags"][idx],
+            max_nan_fraction=(
+                DEFAULT_MAX_NAN_FRACTION if max_nan_fraction is None else max_nan_fraction
+            ),
+        )
+        status[idx] = screened.status
+        nan_fraction[idx] = screened.nan_fraction
+        ok = screened.ok
+        if ok.any():
+            dev = next(ckpt.model.parameters()).device
+            z_pred[idx[ok]] = predict_arrays(
+                ckpt.model,
+                screened.images[ok],
+                screened.mags[ok],
+                batch_size=batch_size or default_batch_size(dev),
+            )
+        for j in np.flatnonzero(~ok):
+            errors[idx[j]] = (
+                f"{screened.nan_fraction[j]:.1%} non-finite pixels"
+                if screened.status[j] == "bad_pixels"
+                else "non-finite magnitude"
+            )
+    t2 = time.perf_counter()
+
+    payload = encode_predictions(
+        {
+            "id": data["ids"],
+            "z_pred": z_pred,
+            "z_true": data["z"],
+            "status": status,
+            "source": data["sources"],
+            "row": data["rows"],
+            "nan_fraction": nan_fraction,
+            "partition": np.full(n, part["index"], dtype=np.int32),
+            "error": errors,
+        }
+    )
+    st, target = resolve(f"{out_url.rstrip('/')}/{partition_file(part['index'])}", store)
+    st.write_bytes(target, payload)
+    t3 = time.perf_counter()
+    n_ok = int((status == "ok").sum())
+    return {
+        "index": part["index"],
+        "rows": n,
+        "ok": n_ok,
+        "bad": n - n_ok,
+        "read_s": t1 - t0,
+        "compute_s": t2 - t1,
+        "write_s": t3 - t2,
+        "threads": torch.get_num_threads(),
+        "file": target,
+    }
