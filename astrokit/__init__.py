@@ -13,7 +13,6 @@ __version__ = "0.1.0"
 
 # public name -> module that defines it; resolved on first attribute access
 _LAZY = {
-    "connect": "astrokit.connect",
     "open_store": "astrokit.store",
     "read_spectrum": "astrokit.formats",
     "read_cutout": "astrokit.formats",
@@ -21,6 +20,12 @@ _LAZY = {
     "train": "astrokit.training",
     "ActiveLearningLoop": "astrokit.active",
 }
+
+# ``astrokit.connect`` is both a submodule and the function notebooks call. Importing the
+# submodule (``from astrokit.connect import dashboard_link``) sets the package attribute to the
+# module, which would shadow a lazily resolved function and break ``astrokit.connect()``.
+# Binding the function eagerly prevents that; the module imports only the standard library.
+from astrokit.connect import connect as connect  # noqa: E402  (re-export)
 
 
 def __getattr__(name: str) -> Any:
