@@ -69,6 +69,19 @@ _PROGRESS_BASE = 20
 _PROGRESS_WEIGHTS = {"scheduler": 10, "workers": 45, "notebook": 20}
 
 
+async def _all_or_cancel(*coros) -> None:
+    """Await all coroutines; when one fails (or we are cancelled) cancel the rest first."""
+    tasks = [asyncio.ensure_future(c) for c in coros]
+    try:
+        await asyncio.gather(*tasks)
+    except BaseException:
+        for task in tasks:
+            task.cancel()
+        # Collect them, so no "exception was never retrieved" noise follows the real error.
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
+
+
 def _log_tail(path: Path, lines: int = 15) -> str:
     """Last lines of a log file, for error messages (empty if unreadable)."""
     try:
@@ -433,7 +446,7 @@ class AstroKitSpawner(ProfilesMixin, Spawner):
         write_json_atomic(server_dir / "notebook.json", self.notebook_ref.to_dict())
         self._emit(20, "Starting the notebook server")
 
-        await asyncio.gather(
+        await _all_or_cancel(
             self._wait_cluster(spec, manager),
             self._wait_notebook(notebook, server_dir / "notebook.log"),
         )
