@@ -76,6 +76,9 @@ c.AstroKitSpawner.cluster_idle_timeout = float(
     os.environ.get("ASTROKIT_CLUSTER_IDLE_TIMEOUT", "600")
 )
 c.AstroKitSpawner.cluster_idle_minimum = int(os.environ.get("ASTROKIT_CLUSTER_IDLE_MINIMUM", "0"))
+# Everyone shares this machine's Python environment: JupyterLab's extension manager is
+# read-only (no pip installs from the UI), which also spares each server creating PyPI clients.
+c.Spawner.args = ["--LabApp.extension_manager=readonly"]
 c.Spawner.start_timeout = 120
 c.Spawner.http_timeout = 60
 c.JupyterHub.allow_named_servers = True
