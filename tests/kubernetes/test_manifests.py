@@ -349,3 +349,61 @@ def test_schema_rejects_broken_manifests():
         validate_manifest(secret)
     with pytest.raises(m.ManifestError, match="DNS-1035"):
         m.env_secret_manifest(name="Bad_Name", namespace="n", data={})
+
+
+PEM = {
+    name: f"-----BEGIN X-----\n{name}\n-----END X-----\n".encode()
+    for name in ("ca.pem", "cluster.pem", "cluster-key.pem", "client.pem", "client-key.pem")
+}
+
+
+def test_tls_secrets_split_the_key_pairs():
+    cluster, notebook = m.tls_secret_manifests(
+        cluster_name="jupyter-alice-dask", namespace="jhub", pem=PEM, owner=OWNER
+    )
+    assert cluster["metadata"]["name"] == "jupyter-alice-dask-tls"
+    assert notebook["metadata"]["name"] == "jupyter-alice-dask-tls-nb"
+    assert cluster["stringData"] == {
+        "ca.pem": PEM["ca.pem"].decode(),
+        "cluster.pem": PEM["cluster.pem"].decode(),
+        "cluster-key.pem": PEM["cluster-key.pem"].decode(),
+    }
+    assert sorted(notebook["stringData"]) == ["ca.pem", "client-key.pem", "client.pem"]
+    for secret in (cluster, notebook):
+        validate_manifest(secret)
+    longest = m.cluster_name_for("jupyter-" + "x" * 60)
+    for secret in m.tls_secret_manifests(cluster_name=longest, namespace="n", pem=PEM):
+        assert len(secret["metadata"]["name"]) <= 63
+    with pytest.raises(m.ManifestError, match=r"client-key\.pem"):
+        m.tls_secret_manifests(
+            cluster_name="c",
+            namespace="n",
+            pem={k: v for k, v in PEM.items() if "client-" not in k},
+        )
+
+
+def test_with_tls():
+    plain = m.dask_cluster_manifest(name="c", namespace="n", profile=SMALL, image="img:1", env={})
+    got = m.with_tls(plain, secret_name="c-tls", scheduler_address="tls://c-scheduler.n.svc:8786")
+    assert "volumes" not in plain["spec"]["worker"]["spec"]  # the input is not modified
+    mount = "/etc/astrokit/dask-tls"
+    for role in ("scheduler", "worker"):
+        pod = got["spec"][role]["spec"]
+        container = pod["containers"][0]
+        env = {e["name"]: e["value"] for e in container["env"]}
+        assert pod["volumes"] == [{"name": "dask-tls", "secret": {"secretName": "c-tls"}}]
+        assert container["volumeMounts"] == [
+            {"name": "dask-tls", "mountPath": mount, "readOnly": True}
+        ]
+        assert env["DASK_DISTRIBUTED__COMM__TLS__CA_FILE"] == f"{mount}/ca.pem"
+        assert env["DASK_DISTRIBUTED__COMM__TLS__SCHEDULER__CERT"] == f"{mount}/cluster.pem"
+        assert env["DASK_DISTRIBUTED__COMM__TLS__WORKER__KEY"] == f"{mount}/cluster-key.pem"
+        assert env["DASK_DISTRIBUTED__COMM__TLS__CLIENT__CERT"] == f"{mount}/cluster.pem"
+        assert env["DASK_DISTRIBUTED__COMM__REQUIRE_ENCRYPTION"] == "True"
+    worker_env = {
+        e["name"]: e["value"] for e in got["spec"]["worker"]["spec"]["containers"][0]["env"]
+    }
+    assert worker_env["DASK_SCHEDULER_ADDRESS"] == "tls://c-scheduler.n.svc:8786"
+    scheduler_args = got["spec"]["scheduler"]["spec"]["containers"][0]["args"]
+    assert scheduler_args == ["dask", "scheduler", "--host", "0.0.0.0", "--protocol", "tls"]
+    validate_manifest(got)

@@ -97,8 +97,20 @@ async def test_start_poll_stop(kube):
     assert pod["metadata"]["labels"]["astrokit.io/dask-cluster"] == "jupyter-alice-dask"
     assert pod["spec"]["serviceAccountName"] == "jupyter-alice"
     env = pod_env(pod)
-    address = "tcp://jupyter-alice-dask-scheduler.jhub.svc:8786"
+    address = "tls://jupyter-alice-dask-scheduler.jhub.svc:8786"
     assert env["ASTROKIT_SCHEDULER_ADDRESS"] == env["DASK_SCHEDULER_ADDRESS"] == address
+    tls_dir = "/etc/astrokit/dask-tls"
+    assert env["DASK_DISTRIBUTED__COMM__TLS__CA_FILE"] == f"{tls_dir}/ca.pem"
+    assert env["DASK_DISTRIBUTED__COMM__TLS__CLIENT__CERT"] == f"{tls_dir}/client.pem"
+    assert env["DASK_DISTRIBUTED__COMM__TLS__CLIENT__KEY"] == f"{tls_dir}/client-key.pem"
+    assert env["DASK_DISTRIBUTED__COMM__REQUIRE_ENCRYPTION"] == "True"
+    assert {"name": "astrokit-dask-tls", "mountPath": tls_dir, "readOnly": True} in notebook[
+        "volumeMounts"
+    ]
+    assert {
+        "name": "astrokit-dask-tls",
+        "secret": {"secretName": "jupyter-alice-dask-tls-nb"},
+    } in pod["spec"]["volumes"]
     assert env["ASTROKIT_DASHBOARD_URL"] == (
         "/user/alice/proxy/jupyter-alice-dask-scheduler.jhub.svc:8787/status"
     )
@@ -125,6 +137,22 @@ async def test_start_poll_stop(kube):
     assert worker["image"] == IMAGE  # worker image = notebook image
     assert worker["resources"]["limits"] == {"cpu": "1", "memory": "2Gi"}
     assert worker["envFrom"] == [{"secretRef": {"name": "jupyter-alice-dask-env"}}]
+    worker_env = {e["name"]: e["value"] for e in worker["env"]}
+    assert worker_env["DASK_SCHEDULER_ADDRESS"] == address
+    scheduler = cluster["spec"]["scheduler"]["spec"]["containers"][0]
+    assert scheduler["args"][-2:] == ["--protocol", "tls"]
+    assert cluster["spec"]["scheduler"]["spec"]["volumes"] == [
+        {"name": "dask-tls", "secret": {"secretName": "jupyter-alice-dask-tls"}}
+    ]
+    for name in ("jupyter-alice-dask-tls", "jupyter-alice-dask-tls-nb"):
+        owners = kube.get(SECRETS, "jhub", name)["metadata"]["ownerReferences"]
+        assert owners[0]["uid"] == pod["metadata"]["uid"], name
+    # the notebook's Secret has no cluster key, the cluster's none of the client's
+    assert set(kube.get(SECRETS, "jhub", "jupyter-alice-dask-tls-nb")["stringData"]) == {
+        "ca.pem",
+        "client.pem",
+        "client-key.pem",
+    }
     # credentials travel in the owned Secret, not in the DaskCluster's spec
     assert "s3cr3t" not in str(cluster)
     secret = kube.get(SECRETS, "jhub", "jupyter-alice-dask-env")
@@ -143,6 +171,8 @@ async def test_start_poll_stop(kube):
         (PODS, "jupyter-alice"),
         (DASK, "jupyter-alice-dask"),
         (SECRETS, "jupyter-alice-dask-env"),
+        (SECRETS, "jupyter-alice-dask-tls"),
+        (SECRETS, "jupyter-alice-dask-tls-nb"),
         (NETPOL, "jupyter-alice-dask"),
         (ROLES, "jupyter-alice"),
         (SERVICE_ACCOUNTS, "jupyter-alice"),
@@ -165,7 +195,72 @@ async def test_cluster_goes_with_the_pod(kube):
         what="scheduler service collected",
     )
     assert not exists(kube, SECRETS, "jhub", "jupyter-alice-dask-env")
+    assert not exists(kube, SECRETS, "jhub", "jupyter-alice-dask-tls")
+    assert not exists(kube, SECRETS, "jhub", "jupyter-alice-dask-tls-nb")
     assert await eventually(lambda: spawner.poll(), what="poll() non-None") == 1
+
+
+async def test_plain_tcp_when_tls_is_off(kube):
+    spawner = make_spawner(kube, dask_tls=False)
+    await start_server(spawner)
+    env = pod_env(kube.get(PODS, "jhub", "jupyter-alice"))
+    assert env["ASTROKIT_SCHEDULER_ADDRESS"] == "tcp://jupyter-alice-dask-scheduler.jhub.svc:8786"
+    assert "DASK_DISTRIBUTED__COMM__TLS__CA_FILE" not in env
+    assert not exists(kube, SECRETS, "jhub", "jupyter-alice-dask-tls")
+    scheduler = kube.get(DASK, "jhub", "jupyter-alice-dask")["spec"]["scheduler"]["spec"]
+    assert "--protocol" not in scheduler["containers"][0]["args"]
+    await spawner.stop()
+
+
+async def test_tls_secrets_really_authenticate(kube, tmp_path):
+    """A scheduler with the cluster Secret accepts the notebook's key pair and nothing else."""
+    from distributed import Client, Scheduler
+    from distributed.security import Security
+
+    spawner = make_spawner(kube)
+    await start_server(spawner)
+    dirs = {}
+    for name in ("jupyter-alice-dask-tls", "jupyter-alice-dask-tls-nb"):
+        dirs[name] = tmp_path / name
+        dirs[name].mkdir()
+        for file, text in kube.get(SECRETS, "jhub", name)["stringData"].items():
+            (dirs[name] / file).write_text(text)
+    cluster_dir, nb_dir = dirs["jupyter-alice-dask-tls"], dirs["jupyter-alice-dask-tls-nb"]
+    cluster_sec = Security(
+        tls_ca_file=str(cluster_dir / "ca.pem"),
+        tls_scheduler_cert=str(cluster_dir / "cluster.pem"),
+        tls_scheduler_key=str(cluster_dir / "cluster-key.pem"),
+        require_encryption=True,
+    )
+    notebook_sec = Security(
+        tls_ca_file=str(nb_dir / "ca.pem"),
+        tls_client_cert=str(nb_dir / "client.pem"),
+        tls_client_key=str(nb_dir / "client-key.pem"),
+        require_encryption=True,
+    )
+    async with Scheduler(
+        host="127.0.0.1", port=0, protocol="tls", security=cluster_sec, dashboard_address=":0"
+    ) as scheduler:
+        async with Client(scheduler.address, security=notebook_sec, asynchronous=True) as c:
+            assert (await c.scheduler.identity())["address"] == scheduler.address
+        stranger = make_spawner(kube, user="bob")
+        await start_server(stranger)  # another server's credentials: another CA
+        bob_dir = tmp_path / "bob"
+        bob_dir.mkdir()
+        for file, text in kube.get(SECRETS, "jhub", "jupyter-bob-dask-tls-nb")[
+            "stringData"
+        ].items():
+            (bob_dir / file).write_text(text)
+        bob_sec = Security(
+            tls_ca_file=str(bob_dir / "ca.pem"),
+            tls_client_cert=str(bob_dir / "client.pem"),
+            tls_client_key=str(bob_dir / "client-key.pem"),
+            require_encryption=True,
+        )
+        with pytest.raises((OSError, TimeoutError)):
+            await Client(scheduler.address, security=bob_sec, asynchronous=True, timeout=3)
+        await stranger.stop()
+    await spawner.stop()
 
 
 async def test_exited_notebook_is_reported_and_cleaned_up(kube):
@@ -251,7 +346,7 @@ async def test_per_user_namespace_and_rbac(kube):
     assert exists(kube, ("api/v1", "namespaces"), "", ns)
     env = pod_env(kube.get(PODS, ns, "jupyter-alice"))
     assert env["ASTROKIT_SCHEDULER_ADDRESS"] == (
-        "tcp://jupyter-alice-dask-scheduler.astro-alice.svc:8786"
+        "tls://jupyter-alice-dask-scheduler.astro-alice.svc:8786"
     )
     role = kube.get(ROLES, ns, "jupyter-alice")
     assert {v for rule in role["rules"] for v in rule["verbs"]} == {"get", "list", "watch"}

@@ -57,6 +57,8 @@ __all__ = [
     "owner_reference",
     "scheduler_address",
     "scheduler_host",
+    "tls_secret_manifests",
+    "with_tls",
     "worker_resources",
 ]
 
@@ -73,6 +75,12 @@ MANAGED_BY = "astrokit"
 CLUSTER_LABEL = "astrokit.io/dask-cluster"
 #: Label the dask-kubernetes operator sets on every scheduler and worker pod.
 DASK_CLUSTER_LABEL = "dask.org/cluster-name"
+
+#: Where the per-server TLS Secrets are mounted, in the notebook and in scheduler/workers.
+TLS_MOUNT = "/etc/astrokit/dask-tls"
+#: File names inside the mounted Secrets (the names tls.make_credentials writes).
+TLS_CA, TLS_CLUSTER_CERT, TLS_CLUSTER_KEY = "ca.pem", "cluster.pem", "cluster-key.pem"
+TLS_CLIENT_CERT, TLS_CLIENT_KEY = "client.pem", "client-key.pem"
 
 # A Service name is a DNS-1035 label (<= 63 chars) and the operator names the scheduler's
 # Service "<cluster>-scheduler", so the cluster name may use 63 - len("-scheduler") chars.
@@ -417,3 +425,92 @@ def notebook_rbac_manifests(
             "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": namespace}],
         },
     ]
+
+
+def tls_secret_manifests(
+    *,
+    cluster_name: str,
+    namespace: str,
+    pem: Mapping[str, bytes],
+    owner: Mapping[str, Any] | None = None,
+    labels: Mapping[str, str] | None = None,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The cluster's and the notebook's TLS Secrets, from one server's credentials.
+
+    Parameters
+    ----------
+    pem
+        File name -> PEM bytes, as :func:`astrokit_spawner.tls.make_credentials` writes
+        them (``ca.pem``, ``cluster.pem``, ``cluster-key.pem``, ``client.pem``,
+        ``client-key.pem``).
+
+    Returns
+    -------
+    (cluster_secret, notebook_secret)
+        ``<cluster>-tls`` holds the CA and the cluster's key pair (mounted in scheduler and
+        workers); ``<cluster>-tls-nb`` holds the CA and the client's key pair (mounted in the
+        notebook). Neither side gets the other's key, and the CA key exists nowhere.
+    """
+    missing = {TLS_CA, TLS_CLUSTER_CERT, TLS_CLUSTER_KEY, TLS_CLIENT_CERT, TLS_CLIENT_KEY} - set(
+        pem
+    )
+    if missing:
+        raise ManifestError(f"TLS credentials lack {sorted(missing)}")
+
+    def secret(name: str, files: tuple[str, ...]) -> dict[str, Any]:
+        return {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "type": "Opaque",
+            "metadata": _metadata(name, namespace, labels, owner),
+            "stringData": {f: pem[f].decode("ascii") for f in files},
+        }
+
+    return (
+        secret(f"{cluster_name}-tls", (TLS_CA, TLS_CLUSTER_CERT, TLS_CLUSTER_KEY)),
+        secret(f"{cluster_name}-tls-nb", (TLS_CA, TLS_CLIENT_CERT, TLS_CLIENT_KEY)),
+    )
+
+
+def with_tls(
+    cluster: Mapping[str, Any], *, secret_name: str, scheduler_address: str
+) -> dict[str, Any]:
+    """A copy of a DaskCluster manifest whose scheduler and workers speak only TLS.
+
+    Both mount ``secret_name`` (see :func:`tls_secret_manifests`) at :data:`TLS_MOUNT` and get
+    Dask's TLS configuration through its environment variables, with encryption required;
+    the scheduler listens with ``--protocol tls`` and the workers are pointed at the
+    ``tls://`` address (the operator only sets ``DASK_SCHEDULER_ADDRESS`` when absent, and
+    would set a ``tcp://`` one).
+    """
+    out = copy.deepcopy(dict(cluster))
+    cert, key = f"{TLS_MOUNT}/{TLS_CLUSTER_CERT}", f"{TLS_MOUNT}/{TLS_CLUSTER_KEY}"
+    tls_env = {
+        "DASK_DISTRIBUTED__COMM__TLS__CA_FILE": f"{TLS_MOUNT}/{TLS_CA}",
+        "DASK_DISTRIBUTED__COMM__TLS__SCHEDULER__CERT": cert,
+        "DASK_DISTRIBUTED__COMM__TLS__SCHEDULER__KEY": key,
+        "DASK_DISTRIBUTED__COMM__TLS__WORKER__CERT": cert,
+        "DASK_DISTRIBUTED__COMM__TLS__WORKER__KEY": key,
+        # the scheduler and workers are clients of each other too
+        "DASK_DISTRIBUTED__COMM__TLS__CLIENT__CERT": cert,
+        "DASK_DISTRIBUTED__COMM__TLS__CLIENT__KEY": key,
+        "DASK_DISTRIBUTED__COMM__REQUIRE_ENCRYPTION": "True",
+    }
+    volume = {"name": "dask-tls", "secret": {"secretName": secret_name}}
+    mount = {"name": "dask-tls", "mountPath": TLS_MOUNT, "readOnly": True}
+    for role in ("scheduler", "worker"):
+        pod_spec = out["spec"][role]["spec"]
+        pod_spec["volumes"] = [*pod_spec.get("volumes", []), volume]
+        container = pod_spec["containers"][0]
+        env = dict(tls_env)
+        if role == "worker":
+            env["DASK_SCHEDULER_ADDRESS"] = scheduler_address
+        container["env"] = [*(container.get("env") or []), *_env_list(env)]
+        container["volumeMounts"] = [*container.get("volumeMounts", []), mount]
+        if role == "scheduler":
+            container["args"] = [*container["args"], "--protocol", "tls"]
+    return out
+
+
+def _env_list(env: Mapping[str, str]) -> list[dict[str, str]]:
+    return [{"name": key, "value": value} for key, value in env.items()]

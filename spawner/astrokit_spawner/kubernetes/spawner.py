@@ -24,8 +24,10 @@ the cluster's steps and never raises.
 from __future__ import annotations
 
 import asyncio
+import tempfile
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 from jupyterhub.spawner import SpawnException
@@ -38,8 +40,15 @@ from kubespawner.slugs import safe_slug
 from traitlets import Bool, Float, Integer, List, Unicode, default, validate
 
 from astrokit import env as names
-from astrokit_spawner.environment import StoreSettings, cluster_environment, store_environment
+from astrokit_spawner.environment import (
+    ClientTLSPaths,
+    StoreSettings,
+    cluster_environment,
+    notebook_cluster_environment,
+    store_environment,
+)
 from astrokit_spawner.options import ProfilesMixin
+from astrokit_spawner.tls import make_credentials
 
 from . import manifests
 from .manifests import DASK_GROUP, DASK_PLURAL, DASK_VERSION
@@ -107,6 +116,14 @@ class AstroKitKubeSpawner(ProfilesMixin, KubeSpawner):
         environment variables of the scheduler and workers, e.g. the store credentials an
         administrator created. Added after the per-server Secret, so they take precedence.""",
     ).tag(config=True)
+    dask_tls = Bool(
+        True,
+        help="""Encrypt and authenticate the Dask comm with a CA made for each server alone
+        (as the local backend does): scheduler and workers get the cluster's key pair, the
+        notebook the client's, from two Secrets owned by the pod; the CA's key is never
+        stored. A process without them cannot connect. False: plain TCP, and only the
+        NetworkPolicy separates users.""",
+    ).tag(config=True)
     dask_network_policy = Bool(
         True,
         help="""Create a NetworkPolicy per server admitting connections to its scheduler and
@@ -165,6 +182,10 @@ class AstroKitKubeSpawner(ProfilesMixin, KubeSpawner):
     def _rbac_name(self) -> str:
         return self.pod_name
 
+    @property
+    def _tls_secret_names(self) -> tuple[str, str]:
+        return f"{self.dask_cluster_name}-tls", f"{self.dask_cluster_name}-tls-nb"
+
     def _dask_labels(self) -> dict[str, str]:
         return {
             "hub.jupyter.org/username": safe_slug(self.user.name),
@@ -205,27 +226,38 @@ class AstroKitKubeSpawner(ProfilesMixin, KubeSpawner):
         env = super().get_env()
         env.update(self._store_env())
         profile = self.astrokit_profile
-        if profile is not None:
-            cluster, ns = self.dask_cluster_name, self.namespace
-            address = manifests.scheduler_address(cluster, ns)
+        if profile is None:
+            return env
+        cluster, ns = self.dask_cluster_name, self.namespace
+        address = manifests.scheduler_address(cluster, ns, tls=self.dask_tls)
+        dashboard = manifests.dashboard_url(
+            self.server.base_url if self.server else f"/user/{self.user.name}/", cluster, ns
+        )
+        if self.dask_tls:
+            mount = manifests.TLS_MOUNT
+            tls = ClientTLSPaths(
+                ca_file=f"{mount}/{manifests.TLS_CA}",
+                client_cert=f"{mount}/{manifests.TLS_CLIENT_CERT}",
+                client_key=f"{mount}/{manifests.TLS_CLIENT_KEY}",
+            )
+            env.update(
+                notebook_cluster_environment(
+                    profile=profile, scheduler_address=address, tls=tls, dashboard_url=dashboard
+                )
+            )
+        else:
             env.update(
                 {
                     names.SCHEDULER_ADDRESS: address,
                     names.DASK_SCHEDULER_ADDRESS: address,
                     names.N_WORKERS: str(profile.n_workers),
                     names.PROFILE: profile.name,
-                    names.DASHBOARD_URL: manifests.dashboard_url(
-                        self.server.base_url if self.server else f"/user/{self.user.name}/",
-                        cluster,
-                        ns,
-                    ),
-                    # Dask fills {host}/{port} from the scheduler it is connected to, so
-                    # links are right for this cluster and for a LocalCluster alike.
-                    names.DASK_DASHBOARD_LINK: (
-                        "{JUPYTERHUB_SERVICE_PREFIX}proxy/{host}:{port}/status"
-                    ),
+                    names.DASHBOARD_URL: dashboard,
                 }
             )
+        # Dask fills {host}/{port} from the scheduler it is connected to: right for the
+        # scheduler Service here and for a LocalCluster the user starts alike.
+        env[names.DASK_DASHBOARD_LINK] = "{JUPYTERHUB_SERVICE_PREFIX}proxy/{host}:{port}/status"
         return env
 
     # --- spawn ------------------------------------------------------------------------------
@@ -254,6 +286,8 @@ class AstroKitKubeSpawner(ProfilesMixin, KubeSpawner):
             await self._ensure_namespace()
         if self.notebook_rbac:
             await self._create_rbac()
+        if self.dask_tls:
+            await self._create_tls_secrets()
 
     async def _start(self) -> str:
         url = await super()._start()
@@ -321,6 +355,45 @@ class AstroKitKubeSpawner(ProfilesMixin, KubeSpawner):
         self.service_account = self._rbac_name
         self.automount_service_account_token = True
 
+    async def _create_tls_secrets(self) -> None:
+        """Fresh credentials for this server, as two Secrets, mounted in the notebook.
+
+        They must exist before the pod (the kubelet mounts them at start), so they get their
+        ownerReference once the pod exists (:meth:`create_dask_resources`).
+        """
+        with tempfile.TemporaryDirectory(prefix="astrokit-tls-") as tmp:
+            creds = make_credentials(Path(tmp) / "creds", server_id=self.pod_name)
+            pem = {
+                path.name: path.read_bytes()
+                for path in (
+                    creds.ca_file,
+                    creds.cluster_cert,
+                    creds.cluster_key,
+                    creds.client_cert,
+                    creds.client_key,
+                )
+            }
+        for secret in manifests.tls_secret_manifests(
+            cluster_name=self.dask_cluster_name,
+            namespace=self.namespace,
+            pem=pem,
+            labels=self._dask_labels(),
+        ):
+            name = secret["metadata"]["name"]
+            await self._replace_or_create(
+                "Secret",
+                secret,
+                create=lambda s=secret: self.api.create_namespaced_secret(self.namespace, s),
+                delete=lambda n=name: self.api.delete_namespaced_secret(n, self.namespace),
+            )
+        volume_name = "astrokit-dask-tls"
+        self.volumes = [v for v in self.volumes if v.get("name") != volume_name] + [
+            {"name": volume_name, "secret": {"secretName": self._tls_secret_names[1]}}
+        ]
+        self.volume_mounts = [m for m in self.volume_mounts if m.get("name") != volume_name] + [
+            {"name": volume_name, "mountPath": manifests.TLS_MOUNT, "readOnly": True}
+        ]
+
     async def create_dask_resources(self, pod: dict[str, Any]) -> None:
         """Create the env Secret, NetworkPolicy and DaskCluster owned by ``pod``.
 
@@ -361,6 +434,23 @@ class AstroKitKubeSpawner(ProfilesMixin, KubeSpawner):
             scheduler_memory=int(self.dask_scheduler_memory),
             image_pull_policy=self.image_pull_policy,
         )
+        if self.dask_tls:
+            cluster_manifest = manifests.with_tls(
+                cluster_manifest,
+                secret_name=self._tls_secret_names[0],
+                scheduler_address=manifests.scheduler_address(cluster, self.namespace, tls=True),
+            )
+            # Created before the pod, owned by it from now on (garbage collection).
+            for name in self._tls_secret_names:
+                try:
+                    await self._call(
+                        f"own Secret {name}",
+                        lambda n=name: self.api.patch_namespaced_secret(
+                            n, self.namespace, {"metadata": {"ownerReferences": [owner]}}
+                        ),
+                    )
+                except ApiException as exc:
+                    raise self._api_error(exc, f"setting the owner of Secret {name}") from exc
         for container in (
             cluster_manifest["spec"]["worker"]["spec"]["containers"][0],
             cluster_manifest["spec"]["scheduler"]["spec"]["containers"][0],
@@ -509,6 +599,14 @@ class AstroKitKubeSpawner(ProfilesMixin, KubeSpawner):
                 lambda: self.api.delete_namespaced_secret(self._env_secret_name, ns),
             ),
         ]
+        if self.dask_tls:
+            for secret in self._tls_secret_names:
+                deletions.append(
+                    (
+                        f"Secret {secret}",
+                        lambda n=secret: self.api.delete_namespaced_secret(n, ns),
+                    )
+                )
         if self.dask_network_policy:
             deletions.append(
                 (
