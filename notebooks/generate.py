@@ -1,0 +1,596 @@
+"""Write the teaching notebooks (``notebooks/NN-*.ipynb``) from the cell text below.
+
+The notebooks are generated rather than edited by hand so that they stay small, reviewable in
+a diff, and free of outputs (outputs are never committed). Run it after changing a cell::
+
+    .venv/bin/python notebooks/generate.py          # rewrite the notebooks
+    .venv/bin/python notebooks/generate.py --check  # exit 1 if a notebook is out of date
+
+``tests/notebooks`` runs every notebook top to bottom with nbclient against a real local Dask
+cluster and a seeded store, and checks that the committed files equal this script's output.
+
+Conventions for the cells: a notebook reads everything from the environment the hub's spawner
+sets (``ASTROKIT_*``, ``DASK_SCHEDULER_ADDRESS`` and the TLS variables), never from a path
+written into the notebook; ``ASTROKIT_NOTEBOOK_QUICK=1`` shrinks the expensive steps so that
+the test suite runs each notebook in well under a minute.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import textwrap
+from pathlib import Path
+
+import nbformat
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+
+HERE = Path(__file__).resolve().parent
+
+KERNELSPEC = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
+
+
+def md(text: str) -> nbformat.NotebookNode:
+    return new_markdown_cell(textwrap.dedent(text).strip("\n"))
+
+
+def code(text: str, *, tags: tuple[str, ...] = ()) -> nbformat.NotebookNode:
+    cell = new_code_cell(textwrap.dedent(text).strip("\n"))
+    if tags:
+        cell.metadata["tags"] = list(tags)
+    return cell
+
+
+# ---------------------------------------------------------------------------------------------
+QUICKSTART = [
+    md(
+        """
+        # 1 · Quickstart: your own Dask cluster
+
+        When the hub started this server it also started a **Dask cluster for you alone**: a
+        scheduler and the workers of the profile you picked, talking over TLS with credentials
+        made for this server. Nobody else's code can join it, and it stops when your server
+        stops.
+
+        In this notebook you will
+
+        1. connect to the cluster — with no arguments,
+        2. open its dashboard through the hub,
+        3. see how big it is and how it scales,
+        4. run a first computation on the shared survey.
+        """
+    ),
+    md(
+        """
+        ## 1. Connect
+
+        `astrokit.connect()` reads what the hub put in this server's environment (the
+        scheduler's address, the TLS certificate files and the number of workers in your
+        profile) and waits until all the workers are there. A plain `distributed.Client()`
+        would connect too; `connect()` adds clear error messages and wakes a cluster that
+        released its workers while you were away.
+        """
+    ),
+    code(
+        """
+        import os
+
+        import astrokit
+
+        client = astrokit.connect()
+        client
+        """
+    ),
+    md(
+        """
+        ## 2. Watch it: the dashboard
+
+        The Dask dashboard shows every task as it runs, the memory of each worker and the
+        progress of long computations. Its link goes **through the hub**
+        (`/user/<you>/proxy/<port>/status`), so your hub login protects it and it works from
+        wherever you reach the hub. Open it in a new browser tab and keep it beside this
+        notebook while the next cells run.
+        """
+    ),
+    code(
+        """
+        from IPython.display import HTML
+
+        from astrokit.connect import dashboard_link
+
+        link = dashboard_link() or client.dashboard_link  # the hub's link, else Dask's own
+        HTML(f'<a class="astrokit-dashboard" href="{link}" target="_blank">Dask dashboard: {link}</a>')
+        """
+    ),
+    md(
+        """
+        ## 3. How big is it, and how does it scale?
+
+        The profile you chose on the hub's spawn page fixed the cluster's **maximum** size:
+        the number of workers, the threads of each and the memory each may use (a worker that
+        goes over its limit is restarted, not your notebook). The table below comes from the
+        scheduler itself.
+        """
+    ),
+    code(
+        """
+        workers = client.scheduler_info(n_workers=-1)["workers"]
+        for address, info in sorted(workers.items()):
+            print(
+                f"worker {info['name']!s:>3}  {address:<28} threads={info['nthreads']}  "
+                f"memory limit={info['memory_limit'] / 2**30:.2f} GiB"
+            )
+        print(f"{len(workers)} workers, {sum(client.nthreads().values())} threads in all")
+        print("profile:", os.environ.get("ASTROKIT_PROFILE", "(not started by the hub)"))
+        """
+    ),
+    md(
+        """
+        Scaling is automatic between zero and that maximum: when your cluster sits idle (the
+        platform's default is 10 minutes) it **releases its workers** so that their memory goes
+        back to everyone, and `astrokit.connect()` **scales it back up** to your profile's size
+        the next time you connect — the cell below does exactly that, and waits for the
+        workers. To get a *bigger* cluster, stop your server from the hub's control panel and
+        start it again with a larger profile.
+        """
+    ),
+    code(
+        """
+        client.close()
+        client = astrokit.connect()  # scales back to the profile's size if workers were released
+        n_workers = len(client.scheduler_info(n_workers=-1)["workers"])
+        print(f"{n_workers} workers ready")
+        """
+    ),
+    md(
+        """
+        ## 4. A first computation on the survey
+
+        The shared, read-only survey area holds galaxy cutouts packed into **shards**: files
+        of about 25 MB, each holding thousands of 5-band (ugriz) 32×32 images with their
+        magnitudes and redshifts, plus a `manifest.json` that lists them with row counts and
+        checksums.
+        """
+    ),
+    code(
+        """
+        from astrokit.shards import Manifest
+
+        shards_url = os.environ["ASTROKIT_SHARED_URL"] + "/survey/shards"
+        manifest = Manifest.load(shards_url)
+        print(f"{manifest.total_rows} galaxies in {len(manifest.shards)} shards at {shards_url}")
+        """
+    ),
+    md(
+        """
+        We send **one task per shard** to the cluster. Each task runs on a worker, reads its
+        shard straight from the store (the data never passes through this notebook), and
+        returns a few numbers: how many galaxies fall in each redshift bin and the sum of
+        their g − r colours. Only those small sums come back; we add them up here. Watch the
+        dashboard while it runs.
+        """
+    ),
+    code(
+        """
+        import numpy as np
+
+        Z_BINS = np.linspace(0.0, 0.7, 8)
+
+
+        def colour_by_redshift(url):
+            \"\"\"Runs on a worker: g - r colour sums per redshift bin for one shard.\"\"\"
+            import distributed
+
+            from astrokit.shards import read_shard
+
+            shard = read_shard(url)
+            z, mags = shard["z"], shard["mags"]
+            good = np.isfinite(z) & np.isfinite(mags).all(axis=1)
+            which = np.clip(np.digitize(z[good], Z_BINS) - 1, 0, len(Z_BINS) - 2)
+            return {
+                "worker": distributed.get_worker().name,
+                "rows": len(z),
+                "count": np.bincount(which, minlength=len(Z_BINS) - 1),
+                "g_r": np.bincount(which, weights=mags[good, 1] - mags[good, 2], minlength=len(Z_BINS) - 1),
+            }
+
+
+        urls = [f"{shards_url}/{shard.name}" for shard in manifest.shards]
+        futures = client.map(colour_by_redshift, urls, key=[f"colour-{s.name}" for s in manifest.shards])
+        parts = client.gather(futures)
+
+        count = sum(p["count"] for p in parts)
+        mean_g_r = sum(p["g_r"] for p in parts) / np.maximum(count, 1)
+        print(f"{sum(p['rows'] for p in parts)} galaxies read by workers {sorted({p['worker'] for p in parts})}")
+        for lo, hi, n, colour in zip(Z_BINS[:-1], Z_BINS[1:], count, mean_g_r):
+            print(f"  {lo:.1f} <= z < {hi:.1f}: {n:6d} galaxies, mean g - r = {colour:+.3f}")
+        """
+    ),
+    code(
+        """
+        import matplotlib.pyplot as plt
+
+        centres = (Z_BINS[:-1] + Z_BINS[1:]) / 2
+        fig, ax = plt.subplots(figsize=(6, 3.5))
+        ax.plot(centres[count > 0], mean_g_r[count > 0], "o-")
+        ax.set_xlabel("redshift z")
+        ax.set_ylabel("mean g − r colour [mag]")
+        ax.set_title("Galaxies get redder with redshift")
+        plt.show()
+        """
+    ),
+    md(
+        """
+        Galaxies look redder the farther away they are: their light is stretched to longer
+        wavelengths. That colour–redshift relation is what a photometric-redshift model learns
+        (notebook 3).
+
+        **Next:** `02-browse-and-plot` — browse the store and look at spectra and cutouts.
+        """
+    ),
+]
+
+# ---------------------------------------------------------------------------------------------
+BROWSE = [
+    md(
+        """
+        # 2 · Browse the store, plot spectra and cutouts
+
+        Everything the platform knows lives in an **object store** (a directory on the embedded
+        default, an S3 bucket on a larger installation):
+
+        * `shared/` — the survey: spectra, galaxy cutouts, catalogues, models. **Read-only**.
+        * `users/<you>/` — your own area: results, checkpoints, anything you write.
+
+        The widgets below work on both kinds of store; paths are URLs (`file://…`, `s3://…`).
+        """
+    ),
+    code(
+        """
+        %matplotlib widget
+        import io
+
+        import pandas as pd
+
+        from astrokit.store import open_store
+        from astrokit_widgets import CutoutViewer, SpectrumViewer, StoreBrowser
+
+        store = open_store()  # the store the hub configured for this server
+        print(store)
+        print("shared area:", store.shared_url)
+        print("your area:  ", store.user_url)
+        """
+    ),
+    md(
+        """
+        ## The store browser
+
+        Click through the folders; picking a FITS file shows its header and opens a spectrum
+        in the spectrum viewer or a cutout in the cutout viewer. Big folders are listed a page
+        at a time (“load more”), so a prefix with 100,000 objects opens as fast as one with 10.
+        The filter box takes plain text (`emission`) or a glob (`*.fits`).
+        """
+    ),
+    code(
+        """
+        browser = StoreBrowser()
+        browser
+        """
+    ),
+    md(
+        """
+        Everything the browser does on a click it also does from code — handy to script it,
+        and how the tests check it. Here we go into the survey's spectra and pick the first
+        file; the preview above updates.
+        """
+    ),
+    code(
+        """
+        browser.navigate(f"{store.shared_url}/survey/spectra")
+        print(f"{len(browser.entries)} entries on the first page", "(more pages)" if browser.has_more else "")
+        first = next(entry for entry in browser.entries if entry.kind == "file")
+        print("opened as:", browser.select(first.url), "-", first.name)
+        """
+    ),
+    md(
+        """
+        ## A spectrum in the viewer
+
+        The survey's catalogue says what each spectrum is. We pick one with emission lines and
+        open it in the **spectrum viewer**: the grey band is the 1σ uncertainty, red marks
+        masked pixels, and the dashed lines are where the common spectral lines fall at the
+        catalogue redshift. Try the controls: smoothing, rest frame, units, crop.
+        """
+    ),
+    code(
+        """
+        survey = f"{store.shared_url}/survey"
+        spectra = pd.read_parquet(io.BytesIO(store.read_bytes(f"{survey}/spectra_catalog.parquet")))
+        print(spectra["object_class"].value_counts().to_string())
+        spectra.head()
+        """
+    ),
+    code(
+        """
+        pick = spectra[spectra["object_class"] == "emission"].iloc[0]
+        viewer = SpectrumViewer(f"{survey}/{pick['file']}", store=store)
+        viewer
+        """
+    ),
+    md(
+        """
+        The viewer's state is ordinary Python: set it from code, or read back what is drawn.
+        Here: smooth with a 3-pixel Gaussian and switch to the rest frame, where the lines sit
+        at their laboratory wavelengths.
+        """
+    ),
+    code(
+        """
+        viewer.smoothing = "gaussian"
+        viewer.smooth_width = 3
+        viewer.frame = "rest"
+        print(f"z = {viewer.z:.4f} (catalogue: {pick['z']:.4f})")
+        print("lines drawn:", ", ".join(name for name, _ in viewer.marker_positions[:8]))
+        """
+    ),
+    md(
+        """
+        ### Real survey spectra
+
+        The same reader opens real survey files: SDSS, BOSS, DESI and LAMOST (low and medium
+        resolution) are recognised from their headers. If your installation put real examples
+        into `shared/examples/`, the next cell plots the first one.
+        """
+    ),
+    code(
+        """
+        examples = f"{store.shared_url}/examples"
+        real = []
+        if store.exists(examples):
+            real = [e.url for e in store.list_page(examples).entries if ".fit" in e.name]
+        if real:
+            real_viewer = SpectrumViewer(real[0], store=store)
+            meta = real_viewer.spectra[0].meta
+            print(f"{meta['format']}: {meta['id']}, class {meta['object_class']}, z = {meta['redshift']}")
+            display(real_viewer)
+        else:
+            print("no real examples in this store")
+        """
+    ),
+    md(
+        """
+        ## Galaxy cutouts
+
+        Each galaxy of the photometric survey is a 5-band (u, g, r, i, z) 32×32 cutout. The
+        **cutout viewer** shows a colour composite (Lupton et al. 2004: g, r, i as blue,
+        green, red) next to each band, with the catalogue's magnitudes and redshift.
+        """
+    ),
+    code(
+        """
+        galaxies = pd.read_parquet(io.BytesIO(store.read_bytes(f"{survey}/catalog.parquet")))
+        print(f"{len(galaxies)} galaxies, z from {galaxies['z'].min():.2f} to {galaxies['z'].max():.2f}")
+        nearby = galaxies.sort_values("z").iloc[len(galaxies) // 10]
+        CutoutViewer(f"{survey}/{nearby['file']}", store=store)
+        """
+    ),
+    md(
+        """
+        A distant one for comparison: smaller, fainter and redder — the clues a
+        photometric-redshift model uses.
+        """
+    ),
+    code(
+        """
+        distant = galaxies.sort_values("z").iloc[-len(galaxies) // 10]
+        far_viewer = CutoutViewer(f"{survey}/{distant['file']}", store=store)
+        print(far_viewer.catalogue)
+        far_viewer
+        """
+    ),
+    md(
+        """
+        **Next:** `03-redshift-inference` — predict the redshift of every galaxy on your
+        cluster.
+        """
+    ),
+]
+
+# ---------------------------------------------------------------------------------------------
+INFERENCE = [
+    md(
+        """
+        # 3 · Photometric redshifts for the whole survey, on your cluster
+
+        A spectrum measures a galaxy's redshift precisely, but most galaxies only have images.
+        A **photometric-redshift** model estimates z from the 5-band cutout and magnitudes.
+        The platform provides a trained model (an AstroMAE-class network: a vision transformer
+        with convolutional branches) and runs it with `astrokit.infer`:
+
+        * one Dask task per ~25 MB partition of the survey, spread over your workers;
+        * each worker loads the model **once** and keeps it for the next tasks;
+        * each partition's predictions are written to your area as soon as they are done
+          (an interrupted run resumes where it stopped);
+        * the summary checks that **every input row got exactly one prediction**.
+        """
+    ),
+    code(
+        """
+        import os
+
+        # Parameters: the test suite sets ASTROKIT_NOTEBOOK_QUICK=1 for a short run.
+        QUICK = os.environ.get("ASTROKIT_NOTEBOOK_QUICK") == "1"
+        PARTITION_MB = 2.0 if QUICK else 25.0  # smaller partitions = more, shorter tasks
+        """,
+        tags=("parameters",),
+    ),
+    code(
+        """
+        import astrokit
+        from astrokit.shards import Manifest
+
+        client = astrokit.connect()
+        shards_url = os.environ["ASTROKIT_SHARED_URL"] + "/survey/shards"
+        model_url = os.environ["ASTROKIT_MODEL_URL"]
+        out_url = os.environ["ASTROKIT_USER_URL"] + "/inference/survey"
+        manifest = Manifest.load(shards_url)
+        print(f"input:  {manifest.total_rows} galaxies in {len(manifest.shards)} shards")
+        print(f"model:  {model_url}")
+        print(f"output: {out_url}")
+        print(f"on {len(client.scheduler_info(n_workers=-1)['workers'])} workers")
+        """
+    ),
+    md(
+        """
+        ## Run it
+
+        The progress bar counts partitions; the dashboard shows one task per partition, named
+        `astrokit-infer-…`. Run the cell twice and the second run finds every partition done
+        and only rebuilds the summary.
+        """
+    ),
+    code(
+        """
+        result = astrokit.infer(shards_url, model=model_url, out=out_url, partition_mb=PARTITION_MB)
+        summary = result.summary
+        print(f"complete: {summary['complete']}  ({summary['n_predictions']} predictions for {summary['n_rows']} rows)")
+        print(f"missing {summary['missing']}, duplicated {summary['duplicates']}, bad inputs {summary['n_bad']}")
+        print(f"{summary['partitions']} partitions on {summary['workers']} workers / {summary['threads']} threads")
+        if summary["samples_per_second"]:
+            print(f"throughput: {summary['samples_per_second']:.0f} galaxies/s over {summary['compute_seconds']:.1f} s")
+        """
+    ),
+    md(
+        """
+        ## The catalogue
+
+        `result.to_pandas()` is the merged catalogue: one row per input galaxy with the
+        prediction `z_pred`, the known redshift `z_true` (the synthetic survey knows it), and
+        a `status` that says why a row has no prediction (e.g. too many bad pixels) — such
+        rows are reported, never dropped.
+        """
+    ),
+    code(
+        """
+        catalog = result.to_pandas()
+        print(catalog["status"].value_counts().to_string())
+        catalog[["id", "z_pred", "z_true", "status", "source"]].head()
+        """
+    ),
+    md(
+        """
+        ## How good is it? z_pred against z_true and the Δz metrics
+
+        The standard photo-z metrics (Pasquet et al. 2019) use Δz = (z_pred − z)/(1 + z):
+
+        * **σ_MAD** = 1.4826 · median |Δz − median Δz| — the scatter, robust to outliers;
+        * **bias** = mean Δz;
+        * **outlier fraction** = share of galaxies with |Δz| > 0.05.
+        """
+    ),
+    code(
+        """
+        from astrokit.metrics import photoz_metrics
+
+        ok = catalog[(catalog["status"] == "ok") & catalog["z_true"].notna()]
+        metrics = photoz_metrics(ok["z_pred"].to_numpy(), ok["z_true"].to_numpy())
+        for name in ("n", "sigma_mad", "bias", "outlier_fraction", "mae", "mse"):
+            print(f"{name:>16}: {metrics[name]:.4g}")
+        """
+    ),
+    code(
+        """
+        import matplotlib.pyplot as plt
+        import numpy as np
+
+        z_true, z_pred = ok["z_true"].to_numpy(), ok["z_pred"].to_numpy()
+        delta = (z_pred - z_true) / (1 + z_true)
+        fig, (ax, bx) = plt.subplots(1, 2, figsize=(10, 4))
+        ax.scatter(z_true, z_pred, s=3, alpha=0.4)
+        line = np.array([0, max(z_true.max(), z_pred.max())])
+        ax.plot(line, line, "k-", lw=1, label="z_pred = z_true")
+        for sign in (-1, 1):  # the outlier boundary |Δz| = 0.05
+            ax.plot(line, line + sign * 0.05 * (1 + line), "r--", lw=0.8)
+        ax.set_xlabel("z_true")
+        ax.set_ylabel("z_pred")
+        ax.set_title(f"σ_MAD = {metrics['sigma_mad']:.4f}, outliers = {metrics['outlier_fraction']:.1%}")
+        ax.legend(loc="upper left")
+        bx.hist(delta, bins=60)
+        bx.axvline(0, color="k", lw=1)
+        bx.set_xlabel("Δz = (z_pred − z_true) / (1 + z_true)")
+        bx.set_ylabel("galaxies")
+        plt.show()
+        """
+    ),
+    md(
+        """
+        The summary the run wrote next to the catalogue carries the same metrics, so a later
+        session (or a colleague) can read them without re-running anything:
+        """
+    ),
+    code(
+        """
+        import json
+
+        from astrokit.store import open_store
+
+        saved = json.loads(open_store().read_bytes(result.summary_url))
+        print(result.summary_url)
+        print({key: saved[key] for key in ("complete", "n_rows", "n_ok", "n_bad", "partitions")})
+        print("sigma_mad from the file:", saved["metrics"]["sigma_mad"])
+        """
+    ),
+    md(
+        """
+        **Next:** `04-active-learning` — let a model choose which spectra are worth
+        labelling.
+        """
+    ),
+]
+
+NOTEBOOKS = {
+    "01-quickstart.ipynb": QUICKSTART,
+    "02-browse-and-plot.ipynb": BROWSE,
+    "03-redshift-inference.ipynb": INFERENCE,
+}
+
+
+def build(cells: list[nbformat.NotebookNode]) -> nbformat.NotebookNode:
+    """A fresh notebook with ``cells`` (deep-copied) and the standard Python 3 kernel."""
+    nb = new_notebook(cells=[nbformat.from_dict(dict(cell)) for cell in cells])
+    nb.metadata["kernelspec"] = dict(KERNELSPEC)
+    nb.metadata["language_info"] = {"name": "python"}
+    for i, cell in enumerate(nb.cells):
+        cell["id"] = f"cell-{i:02d}"  # stable ids keep regenerated files byte-identical
+    return nb
+
+
+def render(cells: list[nbformat.NotebookNode]) -> str:
+    """The notebook file's text, as written to disk."""
+    return nbformat.writes(build(cells)) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true", help="only report out-of-date files")
+    parser.add_argument("--out", type=Path, default=HERE, help="directory to write into")
+    args = parser.parse_args(argv)
+    stale = []
+    for name, cells in NOTEBOOKS.items():
+        path = args.out / name
+        text = render(cells)
+        if args.check:
+            if not path.exists() or path.read_text() != text:
+                stale.append(name)
+            continue
+        tmp = path.with_name(f".tmp-{name}")
+        tmp.write_text(text)
+        tmp.replace(path)  # atomic: a reader never sees half a notebook
+    if stale:
+        sys.stderr.write(f"out of date (run notebooks/generate.py): {', '.join(stale)}\n")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

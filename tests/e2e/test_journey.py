@@ -1,0 +1,271 @@
+"""A user's whole journey in a real browser (Debian chromium through Playwright).
+
+Log in at the hub, see the options form, pick a profile, watch the spawn progress, land in
+JupyterLab, run the quickstart notebook's cells, open the dashboard link and see the Dask
+status page with the user's workers, stop the server from the hub's control panel - and find
+no process of that server left. A screenshot of each step goes to ``test-artifacts/``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import re
+import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import psutil
+import pytest
+from playwright.sync_api import Error as PlaywrightError
+
+pytestmark = pytest.mark.browser
+
+REPO = Path(__file__).resolve().parents[2]
+QUICKSTART = REPO / "notebooks" / "01-quickstart.ipynb"
+USER = "ada"
+PROFILE = "small"
+PROFILE_WORKERS = 2
+ERROR_MIME = "application/vnd.jupyter.error"
+
+
+def wait_until(check: Callable[[], object], timeout: float, what: str, interval: float = 0.25):
+    """Poll ``check`` until it returns something truthy; fail naming ``what`` after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+        time.sleep(interval)
+
+
+class Shots:
+    """Numbered full-page screenshots: ``NN-step.png`` in the test's artifacts directory."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.count = 0
+        for old in directory.glob("*.png"):
+            old.unlink()
+
+    def __call__(self, page, step: str) -> Path:
+        self.count += 1
+        path = self.directory / f"{self.count:02d}-{step}.png"
+        page.screenshot(path=str(path), full_page=True)
+        return path
+
+
+def server_processes(server_id: str, user: str) -> list[psutil.Process]:
+    """Live processes that carry the server's id or run for ``user`` (cmdline or env)."""
+    found = []
+    for proc in psutil.process_iter():
+        try:
+            if proc.status() == psutil.STATUS_ZOMBIE:
+                continue
+            cmdline = " ".join(proc.cmdline())
+            env = proc.environ()
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess, OSError):
+            continue
+        if (
+            server_id in cmdline
+            or env.get("ASTROKIT_SERVER_ID") == server_id
+            or env.get("JUPYTERHUB_USER") == user
+        ):
+            found.append(proc)
+    return found
+
+
+def describe(procs: list[psutil.Process]) -> str:
+    lines = []
+    for proc in procs:
+        try:
+            lines.append(f"{proc.pid}: {' '.join(proc.cmdline())[:160]}")
+        except psutil.Error:
+            lines.append(f"{proc.pid}: (gone)")
+    return "\n".join(lines)
+
+
+def run_all_cells(page, timeout: float) -> None:
+    """Run every cell through JupyterLab's Run menu and wait until the last one finished."""
+    page.get_by_role("menuitem", name="Run", exact=True).click()
+    page.click('li[data-command="runmenu:run-all"]')
+
+    def finished() -> bool:
+        errors = page.locator(f'[data-mime-type="{ERROR_MIME}"]')
+        if errors.count():
+            raise AssertionError(f"a notebook cell failed:\n{errors.first.inner_text()}")
+        prompts = page.locator(".jp-CodeCell .jp-InputPrompt").all_inner_texts()
+        return bool(prompts) and all(re.fullmatch(r"\[\d+\]:", p.strip()) for p in prompts)
+
+    wait_until(finished, timeout, "every quickstart cell to run")
+
+
+def provision_home(home: Path) -> None:
+    """What the user finds in their home: the quickstart notebook and two lab preferences.
+
+    JupyterLab renders only the cells in view by default ("windowing"); turning that off
+    lets the test read every cell's prompt and output from the page. The news pop-up is
+    turned off so that it does not cover the screenshots.
+    """
+    settings = home / ".jupyter" / "lab" / "user-settings" / "@jupyterlab"
+    prefs = {
+        "notebook-extension/tracker.jupyterlab-settings": {"windowingMode": "none"},
+        "apputils-extension/notification.jupyterlab-settings": {
+            "fetchNews": "false",
+            "checkForUpdates": False,
+        },
+    }
+    for rel, value in prefs.items():
+        (settings / rel).parent.mkdir(parents=True, exist_ok=True)
+        (settings / rel).write_text(json.dumps(value))
+    shutil.copy(QUICKSTART, home / QUICKSTART.name)
+
+
+def test_user_journey(seeded_hub, browser, artifacts_dir):
+    shot = Shots(artifacts_dir)
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    context.set_default_timeout(30_000)
+    try:
+        journey(seeded_hub, context, shot)
+    except BaseException:
+        # what each open page showed when the journey failed
+        for i, page in enumerate(context.pages):
+            # the page may be gone; the other screenshots still help
+            with contextlib.suppress(Exception):
+                shot(page, f"failure-page{i}")
+        raise
+    finally:
+        context.close()
+    print(f"screenshots in {artifacts_dir}")
+
+
+def journey(hub, context, shot: Shots) -> None:
+    """The steps of the journey; ``shot(page, name)`` records each."""
+    page = context.new_page()
+    started = time.monotonic()
+    home = hub.run_dir / "home" / USER  # the spawner's default home_dir_template
+    provision_home(home)
+
+    # 1. Log in with the shared password.
+    page.goto(f"{hub.url}/hub/login")
+    page.fill("#username_input", USER)
+    page.fill("#password_input", hub.password)
+    shot(page, "login")
+    page.click("#login_submit")
+
+    # 2. The options form: one radio button per profile; pick ours.
+    page.wait_for_url(re.compile(r"/hub/spawn"))
+    radios = page.locator('input[type="radio"][name="profile"]')
+    names = [radios.nth(i).get_attribute("value") for i in range(radios.count())]
+    assert PROFILE in names and len(names) >= 2, names
+    page.check(f'input[type="radio"][name="profile"][value="{PROFILE}"]')
+    shot(page, "options-form")
+    page.locator('#spawn_form [type="submit"]').click()
+
+    # 3. Progress: the spawn-pending page streams the spawner's stages until the lab opens.
+    seen: list[str] = []
+
+    def progress_or_lab() -> bool:
+        if "/lab" in page.url:
+            return True
+        try:
+            for event in page.locator("#progress-log .progress-log-event").all_text_contents():
+                if event.strip() and event.strip() not in seen:
+                    seen.append(event.strip())
+        except PlaywrightError:  # the page navigated away between the check and the read
+            pass
+        return False
+
+    page.wait_for_url(re.compile(r"/hub/spawn-pending/|/user/"), timeout=30_000)
+    if "/spawn-pending/" in page.url:
+        with contextlib.suppress(PlaywrightError):
+            page.click("#progress-details summary", timeout=2_000)  # open the event log
+            page.wait_for_selector("#progress-log .progress-log-event", timeout=5_000)
+            shot(page, "progress")
+    wait_until(progress_or_lab, 120, "the server to start and JupyterLab to open")
+    model = hub.server(USER)
+    assert model is not None and model["ready"]
+    print("spawn progress seen in the browser:", " | ".join(seen))
+    assert any(f"Dask workers {PROFILE_WORKERS}/{PROFILE_WORKERS}" in e for e in seen), seen
+
+    # 4. JupyterLab.
+    page.wait_for_selector("#jp-main-dock-panel", timeout=60_000)
+    page.wait_for_selector(f".jp-DirListing-content >> text={QUICKSTART.name}", timeout=60_000)
+    shot(page, "jupyterlab")
+
+    # 5. The quickstart notebook, run cell by cell by JupyterLab.
+    state = hub.spawner_state(USER)
+    server_id = state["server_id"]
+    assert Path(hub.server_env(USER)["HOME"]) == home
+    page.goto(f"{hub.url}/user/{USER}/lab/tree/{QUICKSTART.name}")
+    page.wait_for_selector(".jp-NotebookPanel .jp-CodeCell", timeout=60_000)
+    page.wait_for_selector("text=Python 3 (ipykernel) | Idle", timeout=90_000)
+    run_all_cells(page, timeout=150)
+    outputs = page.locator(".jp-NotebookPanel .jp-OutputArea").all_inner_texts()
+    text = "\n".join(outputs)
+    assert f"{PROFILE_WORKERS} workers ready" in text, text[-2000:]
+    assert f"profile: {PROFILE}" in text
+    assert re.search(r"\d+ galaxies read by workers", text)
+    page.locator(".jp-OutputArea-output img").last.scroll_into_view_if_needed()
+    shot(page, "quickstart-result")  # the colour-redshift plot computed by the workers
+    link = page.locator("a.astrokit-dashboard")
+    link.scroll_into_view_if_needed()
+    shot(page, "quickstart-dashboard-link")
+
+    # 6. The dashboard link goes through the hub to this user's scheduler.
+    href = link.get_attribute("href")
+    assert href == f"/user/{USER}/proxy/{state['dashboard_port']}/status", href
+    with context.expect_page() as opened:
+        link.click()
+    dashboard = opened.value
+    dashboard.wait_for_load_state()
+    assert dashboard.url == f"{hub.url}{href}"
+    wait_until(lambda: "Dask" in dashboard.title(), 30, "the Dask status page")
+    dashboard.wait_for_selector(".bk-Figure, .bk-root, canvas", timeout=30_000)
+    dashboard.wait_for_timeout(1500)  # let bokeh draw its first frame for the screenshot
+    shot(dashboard, "dashboard-status")
+    info = dashboard.context.new_page()
+    info.goto(f"{hub.url}/user/{USER}/proxy/{state['dashboard_port']}/info/main/workers.html")
+    assert f"Scheduler {state['scheduler_address']}" in info.inner_text("h1")
+    rows = info.locator("table tr").all_inner_texts()
+    workers = {m.group(0) for row in rows if (m := re.search(r"tls://127\.0\.0\.1:\d+", row))}
+    shot(info, "dashboard-workers")
+    assert len(workers) == PROFILE_WORKERS, rows
+
+    # 7. Stop the server from the hub's control panel.
+    alive_before = server_processes(server_id, USER)
+    assert len(alive_before) >= 2 + PROFILE_WORKERS, describe(alive_before)
+    page.goto(f"{hub.url}/hub/home")
+    page.wait_for_selector("#stop")
+    shot(page, "control-panel")
+    page.click("#stop")
+    wait_until(lambda: hub.server(USER) is None, 60, "the hub to report the server stopped")
+    page.wait_for_selector("#start", state="visible", timeout=30_000)
+    shot(page, "stopped")
+
+    # 8. Nothing of the server is left: not the notebook, kernel, scheduler or any worker.
+    try:
+        wait_until(
+            lambda: not server_processes(server_id, USER), 15, "the server's processes to end"
+        )
+    except AssertionError as exc:
+        raise AssertionError(
+            f"{exc}; left:\n{describe(server_processes(server_id, USER))}"
+        ) from None
+    assert not _alive(alive_before), describe(_alive(alive_before))
+    print(f"journey took {time.monotonic() - started:.1f} s")
+
+
+def _alive(procs: list[psutil.Process]) -> list[psutil.Process]:
+    """Those of ``procs`` still running (zombies count as ended)."""
+    out = []
+    for proc in procs:
+        try:
+            if proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE:
+                out.append(proc)
+        except psutil.Error:
+            continue
+    return out
