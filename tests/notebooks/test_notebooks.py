@@ -22,6 +22,8 @@ WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 CELL_TIMEOUT = 240
 #: Workers of the test cluster (tests/notebooks/conftest.py).
 N_WORKERS = 2
+#: Spectra in the test survey (tests/notebooks/conftest.py).
+SPECTRA = 360
 
 
 def run_notebook(name: str, env: dict[str, str], workdir: Path, artifacts: Path):
@@ -156,3 +158,36 @@ def test_redshift_inference(kernel_env, seeded_platform, tmp_path, artifacts_dir
     sigma = float(re.search(r"sigma_mad: ([\d.e-]+)", printed).group(1))
     assert sigma == pytest.approx(summary["metrics"]["sigma_mad"], rel=1e-3)
     assert images_of(cell_with(nb, "ax.scatter(z_true, z_pred")) == 1
+
+
+def test_active_learning(kernel_env, seeded_platform, tmp_path, artifacts_dir):
+    from astrokit.active import LoopCheckpoint, Pool
+
+    nb = run_notebook("04-active-learning.ipynb", kernel_env, tmp_path, artifacts_dir)
+    work = f"{seeded_platform['user_url']}/active-learning"
+
+    # Every spectrum of the survey went into the pool (the synthetic files are all readable).
+    pool = Pool.load(f"{work}/pool")
+    assert pool.total_rows == SPECTRA
+    assert sorted(pool.classes) == ["absorption", "broadline", "emission", "featureless"]
+
+    # Both simulated loops ran their iterations, each batch fully labelled and checkpointed.
+    batch, iterations = 20, 4  # the notebook's quick-mode parameters
+    for strategy in ("entropy", "random"):
+        state = LoopCheckpoint(f"{work}/{strategy}").load_state()
+        assert state["iteration"] == iterations and state["phase"] == "query"
+        labelled = [rec["n_labelled"] for rec in state["history"]]
+        assert labelled == [batch * (i + 1) for i in range(iterations)], labelled
+        assert all(0.0 <= rec["accuracy"] <= 1.0 for rec in state["history"])
+    assert images_of(cell_with(nb, "ax.plot(history")) == 1
+    verdict = text_of(cell_with(nb, "ax.plot(history"))
+    assert "random reaches" in verdict or "has not reached" in verdict
+
+    # The human loop stops at its first batch and waits for clicks in the widget.
+    assert len(widget_views(cell_with(nb, "LabellingWidget(human)"))) == 1
+    waiting = text_of(cell_with(nb, "human.awaiting_labels"))
+    assert "waiting for your labels: True" in waiting
+    ids = re.search(r"this batch: \[(.*)\]", waiting).group(1).split(",")
+    assert len(ids) == 5
+    human = LoopCheckpoint(f"{work}/human").load_state()
+    assert human["phase"] == "label" and len(human["pending"]) == 5
