@@ -69,7 +69,7 @@ class Manager:
     def status(self) -> dict:
         return read_status(self.spec.status_file) or {}
 
-    def wait_state(self, *states: str, timeout: float = 60) -> dict:
+    def wait_state(self, *states: str, timeout: float = 120) -> dict:
         def check():
             status = self.status()
             if status.get("state") in states:
@@ -182,7 +182,7 @@ def test_idle_cluster_releases_workers_and_connect_wakes_it(tmp_path, monkeypatc
     m = Manager(tmp_path, idle_timeout=2.0, idle_minimum=0)
     try:
         m.wait_state("ready")
-        _wait(lambda: m.status().get("workers") == 0, 30, "idle workers to be released")
+        _wait(lambda: m.status().get("workers") == 0, 90, "idle workers to be released")
         for key, value in m.client_env().items():
             monkeypatch.setenv(key, value)
         with connect(timeout=60) as client:
@@ -202,7 +202,7 @@ def test_manager_exits_when_its_notebook_dies(tmp_path):
         assert tagged_processes(m.server_id)
         notebook.kill()
         notebook.wait()
-        assert m.proc.wait(30) == 0
+        assert m.proc.wait(60) == 0
         assert m.status()["state"] == "stopped"
         _wait(lambda: not tagged_processes(m.server_id), 15, "workers to exit")
     finally:
