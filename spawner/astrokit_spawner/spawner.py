@@ -57,7 +57,7 @@ from .environment import (
 from .options import ProfilesMixin
 from .processes import ProcessRef, terminate_server
 from .profiles import Profile
-from .tls import ClusterCredentials, make_credentials
+from .tls import make_credentials
 
 __all__ = ["AstroKitSpawner"]
 
@@ -566,10 +566,3 @@ class AstroKitSpawner(ProfilesMixin, Spawner):
         self.log.info("stopping %s (server %s)", self._log_name, self.server_id)
         await self._terminate(grace=0.0 if now else self.stop_grace)
         self.clear_state()
-
-    # --- helpers for tests and tools -------------------------------------------------
-    def credentials(self) -> ClusterCredentials | None:
-        """The running server's TLS credentials, if any."""
-        if not self.server_dir:
-            return None
-        return ClusterCredentials.in_directory(Path(self.server_dir) / "tls")
