@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import json
-
 import pytest
 from k8s_fake_api import FakeApiServer, FakeKubernetes
+from k8s_helpers import use_kubeconfig
 
 
 @pytest.fixture
@@ -19,21 +18,13 @@ async def kube(tmp_path, monkeypatch):
     server = FakeApiServer(fake)
     url = await server.start()
     fake.url = url
-    kubeconfig = {
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [{"name": "fake", "cluster": {"server": url}}],
-        "users": [{"name": "fake", "user": {"token": "fake-token"}}],
-        "contexts": [{"name": "fake", "context": {"cluster": "fake", "user": "fake"}}],
-        "current-context": "fake",
-    }
-    path = tmp_path / "kubeconfig"
-    path.write_text(json.dumps(kubeconfig))
-    monkeypatch.setenv("KUBECONFIG", str(path))
-    # kubernetes_asyncio reads KUBECONFIG once, at import; point its default there too.
     import kubernetes_asyncio.config.kube_config as kube_config
 
+    path = tmp_path / "kubeconfig"
+    # restore kubernetes_asyncio's default kubeconfig location after the test
     monkeypatch.setattr(kube_config, "KUBE_CONFIG_DEFAULT_LOCATION", str(path))
+    use_kubeconfig(url, path)
+    monkeypatch.setenv("KUBECONFIG", str(path))
     try:
         yield fake
     finally:

@@ -77,6 +77,17 @@ def daskcluster_crd_schema() -> dict[str, Any]:
     return crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
 
 
+@functools.cache
+def daskcluster_validator() -> jsonschema.protocols.Validator:
+    """A reusable validator for :func:`daskcluster_crd_schema`.
+
+    ``jsonschema.validate`` re-checks the (6,000-line) schema itself on every call, which
+    takes seconds; the API server, like this validator, compiles it once.
+    """
+    schema = daskcluster_crd_schema()
+    return jsonschema.validators.validator_for(schema)(schema)
+
+
 class ApiError(Exception):
     """An API error, returned to the client as a ``Status`` object."""
 
@@ -182,6 +193,7 @@ class FakeKubernetes:
     dask_crd: bool = True
     kubelet_delay: float | None = 0.05
     operator_delay: float | None = 0.05
+    url: str = ""  # set by whoever serves it (FakeApiServer.start's result)
     objects: dict[tuple[tuple[str, str], str, str], dict[str, Any]] = field(default_factory=dict)
     changes: list[Change] = field(default_factory=list)
     requests: list[tuple[str, str]] = field(default_factory=list)
@@ -193,7 +205,6 @@ class FakeKubernetes:
         self._changed = asyncio.Condition()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._ips = itertools.count(10)
-        self._dask_schema = daskcluster_crd_schema()
         for ns in self.namespaces:
             self.create(("api/v1", "namespaces"), "", {"metadata": {"name": ns}})
 
@@ -377,7 +388,7 @@ class FakeKubernetes:
 
     def _validate_daskcluster(self, obj: dict[str, Any]) -> None:
         try:
-            jsonschema.validate(obj, self._dask_schema)
+            daskcluster_validator().validate(obj)
         except jsonschema.ValidationError as exc:
             where = ".".join(str(p) for p in exc.absolute_path) or "<root>"
             raise ApiError(

@@ -13,7 +13,7 @@ from typing import Any
 
 import jsonschema
 import yaml
-from k8s_fake_api import daskcluster_crd_schema
+from k8s_fake_api import daskcluster_validator
 
 SCHEMAS = Path(__file__).parent / "schemas"
 
@@ -27,7 +27,7 @@ def validate_manifest(obj: dict[str, Any]) -> None:
     """Raise ``jsonschema.ValidationError`` unless ``obj`` is a valid manifest of its kind."""
     kind = obj.get("kind")
     if kind == "DaskCluster":
-        jsonschema.validate(obj, daskcluster_crd_schema())
+        daskcluster_validator().validate(obj)
         # The CRD schema leaves metadata open; hold it to the same rules as other kinds.
         schema = {**_core_schemas(), "$ref": "#/definitions/objectMeta"}
         jsonschema.validate(obj["metadata"], schema)

@@ -19,8 +19,8 @@ import pytest
 import yaml
 from astrokit_spawner.kubernetes import AstroKitKubeSpawner, manifests
 from k8s_fake_api import _parse_path
+from k8s_helpers import make_spawner, start_server
 from k8s_schemas import SCHEMAS, validate_manifest
-from test_spawner import make_spawner, start_server
 from traitlets.config import Config
 from yamllint import linter
 from yamllint.config import YamlLintConfig

@@ -8,14 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import time
-from types import SimpleNamespace
-from urllib.parse import urlparse
 
 import pytest
-from astrokit_spawner.kubernetes import AstroKitKubeSpawner
-from jupyterhub.objects import Server
 from jupyterhub.spawner import SpawnException
 from k8s_fake_api import DASK
+from k8s_helpers import IMAGE, make_spawner, start_server
 from k8s_schemas import validate_manifest
 
 PODS = ("api/v1", "pods")
@@ -23,43 +20,6 @@ SECRETS = ("api/v1", "secrets")
 NETPOL = ("apis/networking.k8s.io/v1", "networkpolicies")
 ROLES = ("apis/rbac.authorization.k8s.io/v1", "roles")
 SERVICE_ACCOUNTS = ("api/v1", "serviceaccounts")
-IMAGE = "ghcr.io/astrokit/notebook:0.1.0"
-
-
-def make_spawner(kube, *, user="alice", groups=(), user_options=None, **config):
-    """A spawner for ``user`` talking to ``kube``; ``config`` sets traits."""
-    hub_user = SimpleNamespace(
-        name=user,
-        id=1,
-        url=f"/user/{user}/",
-        groups=[SimpleNamespace(name=g) for g in groups],
-    )
-    settings = {
-        "namespace": "jhub",
-        "image": IMAGE,
-        "k8s_api_host": kube.url,
-        "start_timeout": 20,
-        "k8s_api_request_retry_timeout": 5,
-        "dask_cluster_start_timeout": 10,
-        "store_url": "s3://astrokit",
-        "s3_endpoint": "http://minio.jhub.svc:9000",
-        "aws_access_key_id": "AKIDTEST",
-        "aws_secret_access_key": "s3cr3t",
-        **config,
-    }
-    spawner = AstroKitKubeSpawner(_mock=True, user=hub_user, **settings)
-    spawner.server = Server(base_url=f"/user/{user}/")
-    spawner.api_token = "test-token"
-    spawner.user_options = user_options or {}
-    return spawner
-
-
-async def start_server(spawner):
-    """Start like the hub does: await start() and record the returned URL on the server."""
-    url = await asyncio.wait_for(spawner.start(), 30)
-    parsed = urlparse(url)
-    spawner.server.ip, spawner.server.port = parsed.hostname, parsed.port
-    return url
 
 
 async def eventually(check, *, timeout=10.0, what="condition"):
