@@ -8,6 +8,7 @@ restart, and finally that no process of any server remains.
 
 from __future__ import annotations
 
+import asyncio
 import html
 import json
 import os
@@ -17,6 +18,7 @@ import stat
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
 import psutil
@@ -25,6 +27,8 @@ import requests
 from astrokit_spawner.processes import ProcessRef
 from distributed import Client, Security
 from helpers.hub import HubProcess, SpawnFailed
+from tornado.httpclient import HTTPRequest
+from tornado.websocket import websocket_connect
 
 CONFIG = """
 c.ProfilesMixin.caps_per_user = {"bob": {"max_workers": 3}}
@@ -178,6 +182,75 @@ def test_computation_from_inside_alices_server(hub, running):
     port = hub.spawner_state("alice")["dashboard_port"]
     assert out["dashboard"] == f"/user/alice/proxy/{port}/status"
     assert run_as_notebook(hub.server_env("bob"))["n_workers"] == 3
+
+
+async def _execute_in_kernel(hub: HubProcess, user: str, code: str) -> str:
+    """Start a kernel in the user's server through the hub, run ``code``, return its stdout."""
+    token = hub.token_for(user)
+    headers = {"Authorization": f"token {token}"}
+    r = requests.post(f"{hub.url}/user/{user}/api/kernels", headers=headers, json={}, timeout=60)
+    assert r.status_code == 201, r.text
+    kernel_id = r.json()["id"]
+    ws_url = f"{hub.url.replace('http', 'ws')}/user/{user}/api/kernels/{kernel_id}/channels"
+    conn = await websocket_connect(HTTPRequest(ws_url, headers=headers, request_timeout=60))
+    msg_id = uuid.uuid4().hex
+    conn.write_message(
+        json.dumps(
+            {
+                "header": {
+                    "msg_id": msg_id,
+                    "msg_type": "execute_request",
+                    "username": user,
+                    "session": uuid.uuid4().hex,
+                    "version": "5.3",
+                    "date": "",
+                },
+                "parent_header": {},
+                "metadata": {},
+                "content": {
+                    "code": code,
+                    "silent": False,
+                    "store_history": False,
+                    "user_expressions": {},
+                    "allow_stdin": False,
+                    "stop_on_error": True,
+                },
+                "channel": "shell",
+                "buffers": [],
+            }
+        )
+    )
+    out: list[str] = []
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        raw = await asyncio.wait_for(conn.read_message(), timeout=120)
+        assert raw is not None, "kernel websocket closed"
+        msg = json.loads(raw)
+        if msg.get("parent_header", {}).get("msg_id") != msg_id:
+            continue
+        kind = msg["header"]["msg_type"]
+        if kind == "stream":
+            out.append(msg["content"]["text"])
+        elif kind == "error":
+            raise AssertionError("\n".join(msg["content"]["traceback"]))
+        elif kind == "execute_reply":
+            break
+    conn.close()
+    return "".join(out)
+
+
+def test_connect_from_a_kernel_in_alices_server(hub, running):
+    out = asyncio.run(_execute_in_kernel(hub, "alice", NOTEBOOK_CODE))
+    result = json.loads(out.strip().splitlines()[-1])
+    assert result["n_workers"] == 2 and result["square"] == 144 and result["same_scheduler"]
+    # The kernel runs in its own session, yet carries the server id: stop() will find it.
+    kernels = [
+        p
+        for p in processes_of(hub.spawner_state("alice")["server_id"])
+        if "ipykernel" in " ".join(p.cmdline())
+    ]
+    assert len(kernels) == 1
+    assert os.getsid(kernels[0].pid) != os.getsid(hub.spawner_state("alice")["notebook"]["pid"])
 
 
 def test_bobs_credentials_cannot_use_alices_cluster(hub, running):
