@@ -1,4 +1,4 @@
-"""Pure builders for what a server's processes receive: store URLs, environment, dashboard link.
+"""Pure builders for what a server's processes receive: commands, environment, store URLs.
 
 No I/O here: each function maps settings to strings or dicts and is tested against literal
 values. Variable names come from :mod:`astrokit.env`, the contract with the notebook side.
@@ -21,8 +21,10 @@ __all__ = [
     "ClientTLSPaths",
     "StoreSettings",
     "cluster_environment",
+    "cluster_manager_command",
     "dashboard_path",
     "notebook_cluster_environment",
+    "notebook_command",
     "safe_slug",
     "store_environment",
     "user_prefix",
@@ -170,3 +172,26 @@ def notebook_cluster_environment(
         # link is right for this cluster and for any LocalCluster the user starts too.
         env[names.DASK_DASHBOARD_LINK] = "{JUPYTERHUB_SERVICE_PREFIX}proxy/{port}/status"
     return env
+
+
+def cluster_manager_command(python: str, spec_path: str) -> list[str]:
+    """Command line of a server's cluster manager process.
+
+    >>> cluster_manager_command("/venv/bin/python", "/run/spec.json")
+    ['/venv/bin/python', '-m', 'astrokit_spawner.cluster_manager', '/run/spec.json']
+    """
+    return [python, "-m", "astrokit_spawner.cluster_manager", spec_path]
+
+
+def notebook_command(cmd: list[str], args: list[str], *, as_root: bool) -> list[str]:
+    """Command line of the notebook server: JupyterHub's ``cmd`` + ``args``.
+
+    Jupyter refuses to run as root unless told to; containers often run the hub as root.
+
+    >>> notebook_command(["jupyterhub-singleuser"], ["--debug"], as_root=True)
+    ['jupyterhub-singleuser', '--debug', '--allow-root']
+    """
+    command = [*cmd, *args]
+    if as_root and "--allow-root" not in command:
+        command.append("--allow-root")
+    return command

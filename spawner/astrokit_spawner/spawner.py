@@ -49,8 +49,10 @@ from .environment import (
     ClientTLSPaths,
     StoreSettings,
     cluster_environment,
+    cluster_manager_command,
     dashboard_path,
     notebook_cluster_environment,
+    notebook_command,
     safe_slug,
     store_environment,
 )
@@ -411,12 +413,7 @@ class AstroKitSpawner(ProfilesMixin, Spawner):
         )
         (server_dir / "cluster-spec.json").write_text(spec.to_json())
         manager = self._launch(
-            [
-                self.cluster_python,
-                "-m",
-                "astrokit_spawner.cluster_manager",
-                str(server_dir / "cluster-spec.json"),
-            ],
+            cluster_manager_command(self.cluster_python, str(server_dir / "cluster-spec.json")),
             cluster_environment(base_env, threads_per_worker=profile.threads_per_worker),
             server_dir / "cluster.log",
             server_dir,
@@ -438,10 +435,12 @@ class AstroKitSpawner(ProfilesMixin, Spawner):
                 dashboard_url=dashboard_url,
             )
         )
-        cmd = [*self.cmd, *self.get_args()]
-        if os.geteuid() == 0 and "--allow-root" not in cmd:
-            cmd.append("--allow-root")  # containers often run the hub as root
-        notebook = self._launch(cmd, env, server_dir / "notebook.log", self.home_dir)
+        notebook = self._launch(
+            notebook_command(self.cmd, self.get_args(), as_root=os.geteuid() == 0),
+            env,
+            server_dir / "notebook.log",
+            self.home_dir,
+        )
         self.notebook_ref = ProcessRef.of(notebook.pid)
         write_json_atomic(server_dir / "notebook.json", self.notebook_ref.to_dict())
         self._emit(20, "Starting the notebook server")

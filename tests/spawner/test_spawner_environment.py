@@ -6,8 +6,10 @@ from astrokit_spawner.environment import (
     ClientTLSPaths,
     StoreSettings,
     cluster_environment,
+    cluster_manager_command,
     dashboard_path,
     notebook_cluster_environment,
+    notebook_command,
     safe_slug,
     store_environment,
     user_prefix,
@@ -109,3 +111,29 @@ def test_cluster_environment_drops_hub_credentials():
         "MKL_NUM_THREADS": "2",
         "PYTHONUNBUFFERED": "1",
     }
+
+
+def test_commands():
+    assert cluster_manager_command("/venv/bin/python", "/run/s/spec.json") == [
+        "/venv/bin/python",
+        "-m",
+        "astrokit_spawner.cluster_manager",
+        "/run/s/spec.json",
+    ]
+    singleuser = ["/venv/bin/jupyterhub-singleuser"]
+    assert notebook_command(singleuser, ["--debug"], as_root=False) == [*singleuser, "--debug"]
+    assert notebook_command(singleuser, [], as_root=True) == [*singleuser, "--allow-root"]
+    assert notebook_command(singleuser, ["--allow-root"], as_root=True) == [
+        *singleuser,
+        "--allow-root",
+    ]
+
+
+def test_docstring_examples_hold():
+    import doctest
+
+    from astrokit_spawner import environment, options, profiles
+
+    for module in (environment, options, profiles):
+        result = doctest.testmod(module)
+        assert result.attempted > 0 and result.failed == 0, module.__name__
