@@ -1,0 +1,340 @@
+"""Classifier adapters: what the active-learning loop needs from a model, for torch and sklearn.
+
+The loop talks to a model through four operations — :meth:`fit` (warm-started retraining on
+the labelled set), :meth:`predict_proba`, :meth:`predict_proba_samples` (stochastic passes for
+BALD) and :meth:`get_state` / :meth:`set_state` (bytes for the checkpoint). Two adapters
+provide them:
+
+* :class:`TorchClassifier` wraps any ``torch.nn.Module`` mapping a batch of spectra to class
+  logits (the default is :class:`astrokit.models.spectra_cnn.SpectraCNN`);
+* :class:`SklearnClassifier` wraps any scikit-learn-style estimator with ``fit`` and
+  ``predict_proba`` (ensembles with ``estimators_`` also support BALD).
+
+Adapters are picklable: the scoring step ships the current one to every Dask worker once per
+iteration.
+"""
+
+from __future__ import annotations
+
+import copy
+import io
+import logging
+import math
+import pickle
+from collections.abc import Callable
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+__all__ = [
+    "ALModel",
+    "ModelError",
+    "SklearnClassifier",
+    "TorchClassifier",
+    "as_model",
+    "default_model",
+]
+
+log = logging.getLogger(__name__)
+
+
+class ModelError(RuntimeError):
+    """A model cannot do what the loop asks (e.g. BALD on a model without stochastic passes)."""
+
+
+@runtime_checkable
+class ALModel(Protocol):
+    """What the loop needs from a classifier (class labels are integers ``0..n_classes-1``)."""
+
+    n_classes: int
+
+    def fit(self, x: np.ndarray, y: np.ndarray, *, warm_start: bool = True) -> None: ...
+
+    def predict_proba(self, x: np.ndarray) -> np.ndarray: ...
+
+    def predict_proba_samples(self, x: np.ndarray, n_samples: int) -> np.ndarray: ...
+
+    def get_state(self) -> bytes: ...
+
+    def set_state(self, state: bytes) -> None: ...
+
+
+class TorchClassifier:
+    """Adapter for a torch module that maps spectra ``(batch, n_pixels)`` to class logits.
+
+    Parameters
+    ----------
+    module : torch.nn.Module
+        The network. If it has ``embed`` and ``head`` attributes (as ``SpectraCNN``), MC
+        dropout reuses one embedding for all ``T`` samples; otherwise it runs ``T`` full
+        passes with dropout layers active.
+    n_classes : int
+        Number of classes (size of the logit vector).
+    epochs : int
+        Passes over the labelled set per :meth:`fit` (warm-started retraining).
+    min_steps : int
+        Lower bound on optimiser steps per :meth:`fit`, so tiny seed sets still train.
+    batch_size, lr, weight_decay : training hyper-parameters (Adam).
+    seed : int
+        Seeds shuffling and dropout; each :meth:`fit` call advances it, so a resumed loop
+        trains exactly as an uninterrupted one would.
+    device : str or None
+        ``"cuda"`` when available and None, else ``"cpu"``.
+    """
+
+    def __init__(
+        self,
+        module: Any,
+        n_classes: int,
+        *,
+        epochs: int = 8,
+        min_steps: int = 60,
+        batch_size: int = 64,
+        lr: float = 3e-3,
+        weight_decay: float = 1e-4,
+        seed: int = 0,
+        device: str | None = None,
+    ) -> None:
+        import torch
+
+        if n_classes < 2:
+            raise ValueError(f"TorchClassifier: n_classes must be >= 2, got {n_classes}")
+        self.module = module
+        self.n_classes = int(n_classes)
+        self.epochs = int(epochs)
+        self.min_steps = int(min_steps)
+        self.batch_size = int(batch_size)
+        self.lr = float(lr)
+        self.weight_decay = float(weight_decay)
+        self.seed = int(seed)
+        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        self.n_fits = 0
+        # the untrained weights, for fit(warm_start=False)
+        self._initial_state = copy.deepcopy(module.state_dict())
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        # workers only predict; keep the shipped payload small
+        state["_initial_state"] = None
+        return state
+
+    # -- training --------------------------------------------------------------------------
+    def fit(self, x: np.ndarray, y: np.ndarray, *, warm_start: bool = True) -> None:
+        """Train on ``(x, y)``; continue from the current weights when ``warm_start``."""
+        import torch
+
+        x, y = np.asarray(x, dtype=np.float32), np.asarray(y, dtype=np.int64)
+        if len(x) != len(y) or len(x) == 0:
+            raise ValueError(
+                f"fit: need equal, non-zero numbers of spectra ({len(x)}) and labels ({len(y)})"
+            )
+        if y.min() < 0 or y.max() >= self.n_classes:
+            raise ValueError(
+                f"fit: labels must be in [0, {self.n_classes}), got {y.min()}..{y.max()}"
+            )
+        if not warm_start and self._initial_state is not None:
+            self.module.load_state_dict(self._initial_state)
+        module = self.module.to(self.device)
+        module.train()
+        steps_per_epoch = math.ceil(len(x) / self.batch_size)
+        n_steps = max(self.epochs * steps_per_epoch, self.min_steps)
+        xt = torch.from_numpy(x).to(self.device)
+        yt = torch.from_numpy(y).to(self.device)
+        optimiser = torch.optim.AdamW(
+            module.parameters(), lr=self.lr, weight_decay=self.weight_decay
+        )
+        loss_fn = torch.nn.CrossEntropyLoss()
+        # fork_rng: seed dropout and shuffling without disturbing the caller's global RNG
+        devices = [torch.cuda.current_device()] if self.device.startswith("cuda") else []
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(self.seed * 100_003 + self.n_fits)
+            generator = torch.Generator(device="cpu").manual_seed(self.seed + 7919 * self.n_fits)
+            step = 0
+            while step < n_steps:
+                order = torch.randperm(len(x), generator=generator).to(self.device)
+                for start in range(0, len(x), self.batch_size):
+                    batch = order[start : start + self.batch_size]
+                    optimiser.zero_grad(set_to_none=True)
+                    loss = loss_fn(module(xt[batch]), yt[batch])
+                    loss.backward()
+                    optimiser.step()
+                    step += 1
+                    if step >= n_steps:
+                        break
+        module.eval()
+        self.n_fits += 1
+        log.debug("trained %d steps on %d labels (fit #%d)", n_steps, len(x), self.n_fits)
+
+    # -- prediction ------------------------------------------------------------------------
+    def _batches(self, x: np.ndarray, size: int = 1024):
+        import torch
+
+        x = np.asarray(x, dtype=np.float32)
+        for start in range(0, len(x), size):
+            yield torch.from_numpy(x[start : start + size]).to(self.device)
+
+    def predict_proba(self, x: np.ndarray) -> np.ndarray:
+        """Class probabilities ``(n, n_classes)`` with dropout off."""
+        import torch
+
+        module = self.module.to(self.device).eval()
+        out = []
+        with torch.inference_mode():
+            for xb in self._batches(x):
+                out.append(torch.softmax(module(xb), dim=1).cpu().numpy())
+        return np.concatenate(out) if out else np.empty((0, self.n_classes), np.float32)
+
+    def predict_proba_samples(self, x: np.ndarray, n_samples: int) -> np.ndarray:
+        """``n_samples`` MC-dropout draws of the class probabilities: ``(T, n, n_classes)``."""
+        import torch
+
+        module = self.module.to(self.device).eval()
+        dropouts = [
+            m for m in module.modules() if isinstance(m, torch.nn.modules.dropout._DropoutNd)
+        ]
+        if not dropouts:
+            raise ModelError(
+                f"BALD needs MC dropout, but {type(module).__name__} has no dropout layers"
+            )
+        split = hasattr(module, "embed") and hasattr(module, "head")
+        out = []
+        with torch.inference_mode(), torch.random.fork_rng():
+            torch.manual_seed(self.seed * 31 + self.n_fits)
+            for xb in self._batches(x):
+                for m in dropouts:  # only dropout goes stochastic; normalisation stays in eval
+                    m.eval()
+                emb = module.embed(xb) if split else None
+                for m in dropouts:
+                    m.train()
+                draws = [
+                    torch.softmax(module.head(emb) if split else module(xb), dim=1)
+                    for _ in range(int(n_samples))
+                ]
+                out.append(torch.stack(draws).cpu().numpy())
+        for m in dropouts:
+            m.eval()
+        if not out:
+            return np.empty((int(n_samples), 0, self.n_classes), np.float32)
+        return np.concatenate(out, axis=1)
+
+    # -- checkpoint ------------------------------------------------------------------------
+    def get_state(self) -> bytes:
+        """The weights and fit counter as bytes (``torch.save`` of a dict)."""
+        import torch
+
+        buffer = io.BytesIO()
+        torch.save({"state_dict": self.module.state_dict(), "n_fits": self.n_fits}, buffer)
+        return buffer.getvalue()
+
+    def set_state(self, state: bytes) -> None:
+        """Restore :meth:`get_state` output (the architecture must match)."""
+        import torch
+
+        payload = torch.load(io.BytesIO(state), map_location=self.device, weights_only=True)
+        self.module.load_state_dict(payload["state_dict"])
+        self.n_fits = int(payload["n_fits"])
+        self.module.eval()
+
+
+class SklearnClassifier:
+    """Adapter for a scikit-learn-style classifier (``fit``, ``predict_proba``, ``classes_``).
+
+    Parameters
+    ----------
+    estimator : object
+        Any classifier; refitted on the whole labelled set at each iteration (``warm_start``
+        is honoured by estimators that have it, e.g. ``warm_start=True`` forests).
+    n_classes : int
+        Number of classes; probabilities are expanded to all of them even when a class has
+        not been labelled yet.
+    """
+
+    def __init__(self, estimator: Any, n_classes: int) -> None:
+        if not hasattr(estimator, "fit") or not hasattr(estimator, "predict_proba"):
+            raise ModelError(
+                f"{type(estimator).__name__} is not a classifier: it needs fit and predict_proba"
+            )
+        self.estimator = estimator
+        self.n_classes = int(n_classes)
+
+    def fit(self, x: np.ndarray, y: np.ndarray, *, warm_start: bool = True) -> None:
+        """Fit on ``(x, y)`` (scikit-learn estimators refit from scratch unless configured)."""
+        self.estimator.fit(np.asarray(x), np.asarray(y, dtype=np.int64))
+
+    def _expand(self, probs: np.ndarray) -> np.ndarray:
+        classes = np.asarray(self.estimator.classes_, dtype=np.int64)
+        full = np.zeros((probs.shape[0], self.n_classes), dtype=np.float64)
+        full[:, classes] = probs
+        return full
+
+    def predict_proba(self, x: np.ndarray) -> np.ndarray:
+        """Probabilities over all ``n_classes`` (unseen classes get 0)."""
+        return self._expand(self.estimator.predict_proba(np.asarray(x)))
+
+    def predict_proba_samples(self, x: np.ndarray, n_samples: int) -> np.ndarray:
+        """Per-member probabilities of an ensemble (``estimators_``), as BALD samples."""
+        members = getattr(self.estimator, "estimators_", None)
+        if not members:
+            raise ModelError(
+                f"BALD needs stochastic predictions; {type(self.estimator).__name__} is not an "
+                "ensemble with estimators_ — use entropy, margin or least_confidence"
+            )
+        x = np.asarray(x)
+        draws = []
+        for member in list(members)[: int(n_samples)]:
+            probs = member.predict_proba(x)
+            # a forest's trees are fitted on class *indices* of the forest's classes_
+            full = np.zeros((len(x), self.n_classes))
+            full[:, np.asarray(self.estimator.classes_, dtype=np.int64)] = probs
+            draws.append(full)
+        return np.stack(draws)
+
+    def get_state(self) -> bytes:
+        """The pickled estimator."""
+        return pickle.dumps(self.estimator, protocol=pickle.HIGHEST_PROTOCOL)
+
+    def set_state(self, state: bytes) -> None:
+        """Restore a pickled estimator (only load checkpoints you wrote yourself)."""
+        self.estimator = pickle.loads(state)
+
+
+def default_model(n_classes: int, *, seed: int = 0, **kwargs: Any) -> TorchClassifier:
+    """The default: a :class:`~astrokit.models.spectra_cnn.SpectraCNN` in a TorchClassifier."""
+    import torch
+
+    from astrokit.models.spectra_cnn import SpectraCNN
+
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        module = SpectraCNN(n_classes)
+    return TorchClassifier(module, n_classes, seed=seed, **kwargs)
+
+
+def as_model(model: Any, n_classes: int, *, seed: int = 0) -> ALModel:
+    """Turn what the user passed into an adapter.
+
+    ``None`` → the default CNN; a torch module → :class:`TorchClassifier`; an estimator with
+    ``predict_proba`` → :class:`SklearnClassifier`; a zero-argument callable → called first
+    (a factory); an object that already implements :class:`ALModel` is returned as is.
+    """
+    if model is None:
+        return default_model(n_classes, seed=seed)
+    if isinstance(model, (TorchClassifier, SklearnClassifier)):
+        return model
+    try:
+        import torch
+
+        if isinstance(model, torch.nn.Module):
+            return TorchClassifier(model, n_classes, seed=seed)
+    except ImportError:  # pragma: no cover - the ml extra always has torch
+        pass
+    if hasattr(model, "fit") and hasattr(model, "predict_proba") and hasattr(model, "get_params"):
+        return SklearnClassifier(model, n_classes)
+    if isinstance(model, ALModel):
+        return model
+    if isinstance(model, Callable):
+        return as_model(model(), n_classes, seed=seed)
+    raise ModelError(
+        f"cannot use {type(model).__name__} as an active-learning model: pass a torch module, "
+        "a scikit-learn classifier, an ALModel adapter, or a factory returning one"
+    )
