@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import html
 import logging
+import os
 import posixpath
 import time
 from collections.abc import Callable, Iterator
@@ -23,6 +24,8 @@ from typing import Any
 
 import ipywidgets as w
 import traitlets as t
+
+from astrokit import env
 
 from ._common import error_html, human_size, store_secrets, style_widget, user_message
 from .header import FitsHeaderView
@@ -70,8 +73,9 @@ class StoreBrowser(w.VBox):
     ----------
     url : str, optional
         Where to start. Default: the configured store's shared area. When ``store`` is not
-        given, a store rooted at ``url`` is opened (``s3://`` endpoint/credentials from
-        ``storage_options`` or the environment).
+        given, a URL inside the configured store (``ASTROKIT_STORE_URL``) opens that store;
+        any other URL opens a store rooted at it (``s3://`` endpoint/credentials from
+        ``storage_options`` or the environment). The browser never goes above the root.
     store : astrokit.store.Store, optional
         An open store to browse.
     storage_options : dict, optional
@@ -247,8 +251,20 @@ class StoreBrowser(w.VBox):
     def _open_store(self, url: str | None, store: Any, storage_options: dict | None) -> Any:
         if store is not None:
             return store
-        from astrokit.store import open_store
+        from astrokit.store import StoreError, open_store, resolve
 
+        if url is not None and storage_options is None and os.environ.get(env.STORE_URL):
+            # A URL inside the configured store opens that store, so the shortcuts (shared
+            # area, my files) and "up" to its root keep working.
+            try:
+                configured = open_store()
+                normalised = resolve(url, configured)[1].rstrip("/")
+            except StoreError:
+                configured = None
+            if configured is not None:
+                root = configured.url.rstrip("/")
+                if normalised == root or normalised.startswith(root + "/"):
+                    return configured
         return open_store(url, storage_options=storage_options)
 
     def _norm(self, url: str) -> str:
@@ -278,14 +294,17 @@ class StoreBrowser(w.VBox):
             self._updating = False
 
     def _parent(self, url: str) -> str | None:
+        """The directory above ``url``, or None at the store's root (the browser stays in it)."""
+        if self.store is None or not url or url.rstrip("/") == self.store.url.rstrip("/"):
+            return None
         scheme, _, path = url.partition("://")
         path = path.rstrip("/")
-        if scheme == "s3" and "/" not in path:
-            return None  # a bucket has no parent we can list
         parent = posixpath.dirname(path)
         if not parent or parent == path:
             return None
-        return f"{scheme}://{parent}"
+        parent_url = f"{scheme}://{parent}"
+        root = self.store.url.rstrip("/")
+        return parent_url if (parent_url + "/").startswith(root + "/") else None
 
     def _glob(self) -> str | None:
         return name_pattern(self.pattern)
@@ -438,7 +457,8 @@ def _label(entry: Any) -> str:
         name = name[:45] + "..."
     size = "" if is_dir else human_size(entry.size)
     when = f"{entry.modified:%Y-%m-%d %H:%M}" if entry.modified else ""
-    icon = "\U0001f4c1" if is_dir else "\U0001f4c4"
+    # Plain glyphs: emoji fonts are often missing on servers and in headless browsers.
+    icon = "\u25b8" if is_dir else "\u00b7"
     row = f"{icon} {name:<48} {size:>10}  {when}"
     return row.replace(" ", "\u00a0")
 

@@ -159,6 +159,11 @@ def test_navigation_up_row_path_box_and_refresh(local_store):
     assert _names(browser) == ["mine.txt"]  # listings are not live...
     browser._refresh_button.click()  # ...until refreshed
     assert _names(browser) == ["mine.txt", "new.txt"]
+    browser._roots.value = f"file://{local_store}"  # "store root" shortcut
+    assert _names(browser) == ["shared", "users"]
+    assert "\x00up" not in _option_values(browser)  # the browser stays inside the store
+    browser.up()
+    assert browser.url == f"file://{local_store}"
 
 
 def test_any_file_url_works_without_configuration(local_store, monkeypatch):
@@ -230,13 +235,18 @@ def test_s3_configured_store_pages_filters_and_hides_secrets(s3_store, s3_store_
 
 @pytest.mark.s3
 def test_s3_explicit_url_and_storage_options(s3_store, s3_store_options, monkeypatch):
+    from astrokit.store import open_store
+
     monkeypatch.delenv(env.STORE_URL)
     browser = StoreBrowser(f"{s3_store}/users/alice", storage_options=s3_store_options)
     assert browser.error == "" and _names(browser) == ["mine.txt"]
+    assert "\x00up" not in _option_values(browser)  # rooted at the URL: nothing above
+    store = open_store(s3_store, storage_options=s3_store_options)
+    browser = StoreBrowser(f"{s3_store}/users/alice", store=store)
     browser.up()
     assert browser.url == f"{s3_store}/users"
     browser.up()
-    browser.up()  # the bucket has no parent: stays
+    browser.up()  # the store's root is as far up as the browser goes
     assert browser.url == s3_store
     assert "\x00up" not in _option_values(browser)
 

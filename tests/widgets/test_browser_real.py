@@ -1,0 +1,219 @@
+"""The widgets in a real browser: JupyterLab from our hub, driven by Debian's chromium.
+
+A real JupyterHub (tests/helpers/hub.py: our spawner, configurable-http-proxy) spawns alice's
+server with its Dask cluster; a real LAMOST spectrum sits in the store's shared area. Chromium
+logs in through the hub's login form, opens a notebook in JupyterLab, runs it (the notebook
+creates ``StoreBrowser()`` with no arguments), clicks the ``spectra`` directory and then the
+LAMOST file in the rendered listing, and waits for the spectrum viewer's canvas. The
+screenshot is kept in test-artifacts/.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(
+        not CHROMIUM.exists(), reason="Debian chromium not installed at /usr/bin/chromium"
+    ),
+]
+
+NOTEBOOK_CELLS = [
+    "%matplotlib widget\nfrom astrokit_widgets import StoreBrowser",
+    "browser = StoreBrowser()\nbrowser",
+]
+
+
+_PAINTED_JS = """c => {
+    const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+    for (let i = 0; i < d.length; i += 4) { if (d[i + 3] > 0 && d[i] < 100) return true; }
+    return false;
+}"""
+
+
+def _notebook(cells: list[str]) -> str:
+    return json.dumps(
+        {
+            "cells": [
+                {
+                    "cell_type": "code",
+                    "execution_count": None,
+                    "id": f"cell-{i}",
+                    "metadata": {},
+                    "outputs": [],
+                    "source": source,
+                }
+                for i, source in enumerate(cells)
+            ],
+            "metadata": {
+                "kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},
+                "language_info": {"name": "python"},
+            },
+            "nbformat": 4,
+            "nbformat_minor": 5,
+        }
+    )
+
+
+def _select_option(page, listing, text: str, timeout_s: float = 60.0) -> None:
+    """Choose the <option> whose label contains ``text`` in the listing <select>."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        labels = listing.locator("option").all_inner_texts()
+        matches = [i for i, label in enumerate(labels) if text in label]
+        if matches:
+            listing.select_option(index=matches[0])
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"no listing entry containing {text!r}; entries: {labels[:20]}")
+        page.wait_for_timeout(200)
+
+
+def _start_kernel(page, console: list[str], timeout_s: float = 120.0) -> None:
+    """Wait until the notebook's kernel is connected and idle.
+
+    JupyterLab sometimes asks which kernel to use (its "Select Kernel" dialog) before it
+    starts one: accept the proposed Python kernel. The kernel is connected once the page
+    opened its websocket (logged to the console) and the indicator reads idle.
+    """
+    deadline = time.monotonic() + timeout_s
+    accept = page.locator(".jp-Dialog .jp-Dialog-button.jp-mod-accept")
+    idle = page.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']")
+    while True:
+        if accept.count():
+            accept.first.click()
+        elif idle.count() and any("Starting WebSocket" in line for line in console):
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError("the notebook's kernel did not start")
+        page.wait_for_timeout(250)
+
+
+def _run_all_cells(page, timeout_s: float = 180.0) -> None:
+    """Run > Run All Cells, then wait until every prompt shows an execution count."""
+    page.get_by_role("menuitem", name="Run", exact=True).click()
+    page.click('li[data-command="runmenu:run-all"]')
+    deadline = time.monotonic() + timeout_s
+    while True:
+        failed = page.locator('[data-mime-type="application/vnd.jupyter.error"]')
+        if failed.count():
+            raise AssertionError(f"a notebook cell failed:\n{failed.first.inner_text()}")
+        prompts = page.locator(".jp-CodeCell .jp-InputPrompt").all_inner_texts()
+        if prompts and all(re.fullmatch(r"\[\d+\]:", p.strip()) for p in prompts):
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"cells did not finish running: prompts {prompts}")
+        page.wait_for_timeout(250)
+
+
+def _lab_settings(home: Path) -> None:
+    """Lab preferences: no news pop-up over the screenshot, every cell rendered."""
+    base = home / ".jupyter" / "lab" / "user-settings" / "@jupyterlab"
+    prefs = {
+        "notebook-extension/tracker.jupyterlab-settings": {"windowingMode": "none"},
+        "apputils-extension/notification.jupyterlab-settings": {
+            "fetchNews": "false",
+            "checkForUpdates": False,
+        },
+    }
+    for rel, value in prefs.items():
+        (base / rel).parent.mkdir(parents=True, exist_ok=True)
+        (base / rel).write_text(json.dumps(value))
+
+
+@pytest.fixture
+def hub(tmp_path):
+    from helpers.hub import HubProcess
+
+    with HubProcess(tmp_path / "hub", users=["alice"]) as running:
+        yield running
+
+
+def test_store_browser_opens_a_real_spectrum_in_jupyterlab(hub, lamost_files, artifacts_dir):
+    from playwright.sync_api import sync_playwright
+
+    # Data first: a real LAMOST spectrum in the shared survey area of the hub's store.
+    store_root = Path(hub.store_url.removeprefix("file://"))
+    spectra = store_root / "shared" / "spectra"
+    spectra.mkdir(parents=True, exist_ok=True)
+    lrs = lamost_files["lrs"]
+    shutil.copy(lrs, spectra / lrs.name)
+    home = hub.run_dir / "home" / "alice"
+    home.mkdir(parents=True, exist_ok=True)
+    (home / "browse.ipynb").write_text(_notebook(NOTEBOOK_CELLS))
+    _lab_settings(home)
+
+    hub.spawn("alice", {"profile": "small"}, timeout=240)
+
+    console: list[str] = []
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        page = None
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1300})
+            page.on("console", lambda msg: console.append(f"{msg.type}: {msg.text}"))
+            page.set_default_timeout(60_000)
+            # Log in through the hub's own form (shared-password authenticator).
+            page.goto(f"{hub.url}/hub/login")
+            page.fill("input[name=username]", "alice")
+            page.fill("input[name=password]", hub.password)
+            page.click("input[type=submit], button[type=submit]")
+            page.wait_for_url("**/user/alice/**", timeout=120_000)
+            page.goto(f"{hub.url}/user/alice/lab/tree/browse.ipynb")
+            page.wait_for_selector(".jp-Notebook", timeout=120_000)
+            # JupyterLab may ask which kernel to use (its "Select Kernel" dialog): answer it,
+            # wait for the kernel, then Run > Run All Cells through the menu, as a person would.
+            _start_kernel(page, console)
+            _run_all_cells(page)
+
+            widget = page.wait_for_selector(".astrokit-store-browser", timeout=120_000)
+            listing = page.locator(".astrokit-store-browser .astrokit-listing select")
+            listing.wait_for()
+            _select_option(page, listing, "spectra/")  # into shared/spectra
+            _select_option(page, listing, lrs.name)  # the real LAMOST file
+
+            viewer = page.wait_for_selector(
+                ".astrokit-store-browser .astrokit-spectrum-viewer", timeout=120_000
+            )
+            canvas = page.wait_for_selector(
+                ".astrokit-spectrum-viewer .jupyter-matplotlib-figure canvas", timeout=120_000
+            )
+            # The figure image arrives over the comm after the first draw: wait until the
+            # canvas has a real size and the status line names the file.
+            page.wait_for_function(
+                "c => c.width > 200 && c.height > 100", arg=canvas, timeout=60_000
+            )
+            box = canvas.bounding_box()
+            assert box is not None and box["width"] > 200 and box["height"] > 100
+            assert viewer.is_visible() and widget.is_visible()
+            errors = page.locator(".astrokit-store-browser .astrokit-error").all_inner_texts()
+            assert not any(text.strip() for text in errors), errors
+            # the header pane learnt the file's header (LAMOST's CLASS keyword)
+            assert "Metadata and header" in viewer.inner_text()
+            viewer.scroll_into_view_if_needed()
+            # painted: some pixel of the figure is dark (axes, tick labels, the spectrum)
+            page.wait_for_function(_PAINTED_JS, arg=canvas, timeout=60_000)
+            page.screenshot(path=str(artifacts_dir / "store-browser-spectrum.png"), full_page=True)
+        finally:
+            (artifacts_dir / "console.log").write_text("\n".join(console))
+            if page is not None:  # what the page looked like when it ended, pass or fail
+                page.screenshot(path=str(artifacts_dir / "last-state.png"), full_page=True)
+            browser.close()
