@@ -275,15 +275,11 @@ def _default_out(data_url: str) -> str:
     return f"{user.rstrip('/')}/inference/{name}"
 
 
-def _model_digest(model_url: str, store: Any) -> str:
-    from astrokit.store import resolve
+def _check_model(model_url: str, store: Any) -> str:
+    """Load the checkpoint once on the client: fail fast on a bad one; return its sha256."""
+    from astrokit.models.checkpoint import load_checkpoint
 
-    st, url = resolve(model_url, store)
-    digest = hashlib.sha256()
-    with st.open(url, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 22), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+    return load_checkpoint(model_url, device="cpu", store=store).sha256
 
 
 def _progress_bar(total: int, initial: int, enabled: bool) -> Any:
@@ -366,7 +362,7 @@ def infer(
     st, out_url = resolve(out, store)
     st.makedirs(out_url)
 
-    model_sha = _model_digest(model, store)
+    model_sha = _check_model(model, store)
     plan = plan_partitions(data_url, partition_mb=partition_mb, store=store)
     plan["model_url"] = model
     plan["model_sha256"] = model_sha

@@ -297,7 +297,7 @@ def _train_local(
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             optimizer.step()
             scheduler.step()
-            total += float(loss) * len(sel)
+            total += loss.item() * len(sel)
             count += len(sel)
         z_pred = predict_arrays(model, images[val_idx], mags[val_idx], batch_size=256)
         val_metrics = photoz_metrics(z_pred, z[val_idx])

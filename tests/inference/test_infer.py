@@ -1,0 +1,274 @@
+"""Distributed inference on a real LocalCluster: exact results, resume, bad rows, S3, CLI."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from astrokit.cli import main as cli_main
+from astrokit.inference import IncompleteResultError, InferenceError, infer, plan_partitions
+from astrokit.models.checkpoint import load_checkpoint
+from astrokit.models.runtime import predict_arrays
+
+
+@pytest.fixture
+def shard_url(tmp_path, galaxy_arrays, shard_writer):
+    url = (tmp_path / "shards").as_uri()
+    shard_writer(url, galaxy_arrays, rows_per_shard=120)  # shards of 120, 120, 60 rows
+    return url
+
+
+def _catalog(result) -> pd.DataFrame:
+    return result.to_pandas()
+
+
+def test_plan_cuts_shards_into_row_ranges(shard_url, tmp_path):
+    # each 120-row shard is ~2.5 MB: 1 MB partitions cut it into 3 ranges of 40 rows
+    plan = plan_partitions(shard_url, partition_mb=1.0)
+    assert plan["total_rows"] == 300
+    spans = [(p["shard"]["name"], p["start"], p["stop"]) for p in plan["partitions"]]
+    assert spans[:3] == [
+        ("shard-00000.npz", 0, 40),
+        ("shard-00000.npz", 40, 80),
+        ("shard-00000.npz", 80, 120),
+    ]
+    assert sum(p["rows"] for p in plan["partitions"]) == 300
+    assert len(plan_partitions(shard_url)["partitions"]) == 3  # 25 MB: one per shard
+    with pytest.raises(InferenceError, match="no such shard set or directory"):
+        plan_partitions(shard_url + "-missing")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "notes.txt").write_text("no cutouts here")
+    with pytest.raises(InferenceError, match="nothing to infer on"):
+        plan_partitions(str(empty))
+
+
+def test_infer_is_exact_and_matches_in_process(
+    cluster_client, shard_url, tiny_model_url, galaxy_arrays, tmp_path
+):
+    out = (tmp_path / "pred").as_uri()
+    result = infer(
+        shard_url,
+        model=tiny_model_url,
+        out=out,
+        client=cluster_client,
+        partition_mb=1.0,
+        progress=False,
+    )
+    s = result.summary
+    assert s["complete"] and s["problems"] == []
+    assert (s["n_rows"], s["n_predictions"], s["missing"], s["duplicates"]) == (300, 300, 0, 0)
+    assert s["partitions"] == s["partitions_computed"] == 8  # 3 + 3 + 2
+    assert s["workers"] == 2 and s["samples_per_second"] > 0
+    assert s["metrics"]["n"] == 300
+    cat = _catalog(result)
+    assert sorted(cat["id"]) == sorted(galaxy_arrays["ids"])
+    # the distributed predictions are the model's predictions, row for row
+    ckpt = load_checkpoint(tiny_model_url)
+    expected = predict_arrays(ckpt.model, galaxy_arrays["images"], galaxy_arrays["mags"])
+    got = cat.set_index("id").loc[galaxy_arrays["ids"], "z_pred"].to_numpy()
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5)
+    # summary.json on the store equals the returned summary
+    assert json.loads((tmp_path / "pred" / "summary.json").read_text())["n_ok"] == 300
+
+    # each worker process loaded the model once, not once per task
+    loads = cluster_client.run(
+        lambda: __import__("astrokit.inference_worker").inference_worker._LOADS["count"]
+    )
+    assert all(v <= 1 for v in loads.values()) and sum(loads.values()) >= 1
+
+
+def test_resume_skips_finished_partitions(cluster_client, shard_url, tiny_model_url, tmp_path):
+    out = (tmp_path / "pred").as_uri()
+    first = infer(
+        shard_url,
+        model=tiny_model_url,
+        out=out,
+        client=cluster_client,
+        partition_mb=1.0,
+        progress=False,
+    )
+    again = infer(
+        shard_url,
+        model=tiny_model_url,
+        out=out,
+        client=cluster_client,
+        partition_mb=1.0,
+        progress=False,
+    )
+    assert again.summary["partitions_resumed"] == 8 and again.summary["partitions_computed"] == 0
+    (tmp_path / "pred" / "pred-00004.parquet").unlink()
+    third = infer(
+        shard_url,
+        model=tiny_model_url,
+        out=out,
+        client=cluster_client,
+        partition_mb=1.0,
+        progress=False,
+    )
+    assert third.summary["partitions_computed"] == 1 and third.summary["complete"]
+    pd.testing.assert_frame_equal(_catalog(first), _catalog(third))
+
+
+def test_bad_rows_are_reported_not_predicted(
+    shard_writer, cluster_client, tmp_path, galaxy_arrays, tiny_model_url
+):
+    arrays = {k: v[:100].copy() for k, v in galaxy_arrays.items()}
+    arrays["images"][3, :, :10, :] = np.nan  # 31 % of the pixels
+    arrays["images"][4, 0, 0, :5] = np.nan  # 0.1 %: filled and predicted
+    arrays["mags"][7, 2] = np.inf
+    arrays["z"][9] = np.nan  # unknown redshift: predicted, not in the metrics
+    url = (tmp_path / "bad").as_uri()
+    shard_writer(url, arrays, rows_per_shard=50)
+    result = infer(
+        url,
+        model=tiny_model_url,
+        out=(tmp_path / "pred").as_uri(),
+        client=cluster_client,
+        progress=False,
+    )
+    s = result.summary
+    assert s["complete"]
+    assert s["n_ok"] == 98 and s["n_bad"] == 2
+    assert s["bad_by_status"] == {"bad_pixels": 1, "bad_mags": 1}
+    assert {r["id"] for r in s["bad_rows"]} == {arrays["ids"][3], arrays["ids"][7]}
+    assert s["n_labelled"] == 97 and s["metrics"]["n"] == 97
+    cat = _catalog(result).set_index("id")
+    assert np.isnan(cat.loc[arrays["ids"][3], "z_pred"])
+    assert "non-finite pixels" in cat.loc[arrays["ids"][3], "error"]
+    assert np.isfinite(cat.loc[arrays["ids"][4], "z_pred"])
+    assert np.isfinite(cat.loc[arrays["ids"][9], "z_pred"])
+
+
+def test_corrupt_shard_rows_are_reported_and_the_rest_kept(
+    cluster_client, shard_url, tiny_model_url, tmp_path
+):
+    shard = tmp_path / "shards" / "shard-00001.npz"
+    shard.write_bytes(shard.read_bytes()[:1000])  # truncated: checksum mismatch
+    result = infer(
+        shard_url,
+        model=tiny_model_url,
+        out=(tmp_path / "pred").as_uri(),
+        client=cluster_client,
+        progress=False,
+    )
+    s = result.summary
+    assert s["complete"] and s["n_predictions"] == 300
+    assert s["bad_by_status"] == {"bad_file": 120} and s["n_ok"] == 180
+    assert "ChecksumMismatch" in s["bad_rows"][0]["error"]
+
+
+def test_lost_prediction_file_is_detected(cluster_client, shard_url, tiny_model_url, tmp_path):
+    from astrokit.inference import _summarise
+    from astrokit.store import resolve
+
+    out = (tmp_path / "pred").as_uri()
+    infer(shard_url, model=tiny_model_url, out=out, client=cluster_client, progress=False)
+    # a partition file that holds another partition's rows (a duplicate) and one lost file
+    (tmp_path / "pred" / "pred-00002.parquet").write_bytes(
+        (tmp_path / "pred" / "pred-00001.parquet").read_bytes()
+    )
+    st, url = resolve(out)
+    plan = json.loads((tmp_path / "pred" / "plan.json").read_text())
+    result = _summarise(
+        st,
+        url,
+        plan,
+        stats=[],
+        failures={},
+        resumed=3,
+        compute_seconds=0.0,
+        wall_seconds=0.0,
+        workers=0,
+        threads=0,
+        store=None,
+    )
+    s = result.summary
+    assert not s["complete"]
+    assert s["missing"] == 60 and s["duplicates"] == 120
+    assert any("no prediction" in p for p in s["problems"])
+
+
+def test_failed_partitions_raise_with_summary(cluster_client, shard_url, tiny_model_url, tmp_path):
+    # a directory where partition 1's file must go: its task cannot write, even when retried
+    (tmp_path / "pred" / "pred-00001.parquet").mkdir(parents=True)
+    with pytest.raises(IncompleteResultError, match="incomplete") as info:
+        infer(
+            shard_url,
+            model=tiny_model_url,
+            out=(tmp_path / "pred").as_uri(),
+            client=cluster_client,
+            progress=False,
+        )
+    s = info.value.result.summary
+    assert not s["complete"] and s["partitions_failed"] == [1]
+    assert s["missing"] == 120 and s["n_predictions"] == 180
+    assert json.loads((tmp_path / "pred" / "summary.json").read_text())["complete"] is False
+
+
+def test_bad_model_fails_before_any_task(cluster_client, shard_url, tmp_path):
+    from astrokit.models.checkpoint import CheckpointFormatError
+
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointFormatError, match=r"junk\.pt"):
+        infer(
+            shard_url,
+            model=str(tmp_path / "junk.pt"),
+            out=(tmp_path / "pred").as_uri(),
+            client=cluster_client,
+            progress=False,
+        )
+
+
+@pytest.mark.s3
+def test_infer_on_s3(
+    shard_writer, cluster_client, make_bucket, s3_store_options, galaxy_arrays, tiny_model_url
+):
+    from astrokit.store import open_store
+
+    bucket = make_bucket()
+    store = open_store(bucket, storage_options=s3_store_options)
+    arrays = {k: v[:80] for k, v in galaxy_arrays.items()}
+    shard_writer(f"{bucket}/shards", arrays, rows_per_shard=40, store=store)
+    model_url = f"{bucket}/models/tiny.pt"
+    with open(tiny_model_url.removeprefix("file://"), "rb") as fh:
+        store.write_bytes(model_url, fh.read())
+    result = infer(
+        f"{bucket}/shards",
+        model=model_url,
+        out=f"{bucket}/users/me/pred",
+        client=cluster_client,
+        store=store,
+        progress=False,
+    )
+    assert result.summary["complete"] and result.summary["n_ok"] == 80
+    table = pd.read_parquet(io.BytesIO(store.read_bytes(result.catalog_url)))
+    assert sorted(table["id"]) == sorted(arrays["ids"])
+
+
+def test_infer_command(cluster_client, shard_url, tiny_model_url, tmp_path, capsys):
+    out = (tmp_path / "cli").as_uri()
+    rc = cli_main(
+        [
+            "infer",
+            shard_url,
+            "--model",
+            tiny_model_url,
+            "--out",
+            out,
+            "--scheduler",
+            cluster_client.scheduler.address,
+            "--no-progress",
+        ]
+    )
+    assert rc == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["complete"] and summary["n_predictions"] == 300
+    rc = cli_main(["infer", shard_url, "--out", out, "--no-progress"])
+    assert rc == 2  # no model and no ASTROKIT_MODEL_URL
+    assert "ASTROKIT_MODEL_URL" in capsys.readouterr().err
