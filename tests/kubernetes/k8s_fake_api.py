@@ -194,6 +194,8 @@ class FakeKubernetes:
     kubelet_delay: float | None = 0.05
     operator_delay: float | None = 0.05
     url: str = ""  # set by whoever serves it (FakeApiServer.start's result)
+    #: (resource, verb) pairs answered 403 Forbidden, as RBAC would for a missing rule
+    forbidden: set[tuple[tuple[str, str], str]] = field(default_factory=set)
     objects: dict[tuple[tuple[str, str], str, str], dict[str, Any]] = field(default_factory=dict)
     changes: list[Change] = field(default_factory=list)
     requests: list[tuple[str, str]] = field(default_factory=list)
@@ -559,6 +561,16 @@ class FakeApiServer:
             if not namespaced:
                 namespace = None
             query = request.query
+            verb = {"POST": "create", "DELETE": "delete", "PUT": "update", "PATCH": "patch"}.get(
+                request.method, "get" if name else "list"
+            )
+            if (resource, verb) in kube.forbidden:
+                raise ApiError(
+                    403,
+                    "Forbidden",
+                    f'{resource[1]} is forbidden: User "system:serviceaccount:jhub:hub" '
+                    f'cannot {verb} resource "{resource[1]}"',
+                )
             if request.method == "GET" and name is None:
                 if query.get("watch") in ("true", "1", "True"):
                     return await self._watch(request, resource, namespace)

@@ -266,6 +266,17 @@ async def test_missing_operator_is_a_clear_error_and_leaves_nothing(kube):
     assert not exists(kube, SECRETS, "jhub", "jupyter-alice-dask-env")
 
 
+async def test_missing_hub_permission_names_the_fix_and_leaves_nothing(kube):
+    kube.forbidden.add((NETPOL, "create"))  # rbac.yaml not applied
+    spawner = make_spawner(kube)
+    with pytest.raises(SpawnException, match=r"NetworkPolicy jupyter-alice-dask was refused "
+                       r"\(HTTP 403\).*rbac\.yaml"):  # fmt: skip
+        await start_server(spawner)
+    await eventually(lambda: not exists(kube, PODS, "jhub", "jupyter-alice"), what="pod deleted")
+    leftovers = [k for k in kube.objects if k[0][1] not in ("namespaces", "events")]
+    assert leftovers == []
+
+
 async def test_cluster_that_never_runs_times_out_and_is_removed(kube):
     kube.operator_delay = None  # the operator is installed but does nothing
     spawner = make_spawner(kube, dask_cluster_start_timeout=1)

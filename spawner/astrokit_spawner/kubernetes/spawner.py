@@ -290,12 +290,15 @@ class AstroKitKubeSpawner(ProfilesMixin, KubeSpawner):
             await self._create_tls_secrets()
 
     async def _start(self) -> str:
-        url = await super()._start()
         try:
+            url = await super()._start()
             await self._wait_for_cluster()
-        except BaseException:
-            # start() failed: leave nothing behind (the hub will not call stop()).
-            await asyncio.shield(self.stop(now=True))
+        except BaseException as exc:
+            # Whatever failed (a refused request, the RBAC or TLS objects made before the
+            # pod, the pod, the cluster), leave nothing behind; deleting what was never
+            # created is a harmless 404.
+            if not (isinstance(exc, SpawnException) and getattr(exc, "reason", "") == "profile"):
+                await asyncio.shield(self.stop(now=True))
             raise
         return url
 
@@ -481,29 +484,16 @@ class AstroKitKubeSpawner(ProfilesMixin, KubeSpawner):
                 delete=lambda: net.delete_namespaced_network_policy(cluster, self.namespace),
             )
         custom = shared_client("CustomObjectsApi")
-        try:
-            await self._replace_or_create(
-                "DaskCluster",
-                cluster_manifest,
-                create=lambda: custom.create_namespaced_custom_object(
-                    DASK_GROUP, DASK_VERSION, self.namespace, DASK_PLURAL, cluster_manifest
-                ),
-                delete=lambda: custom.delete_namespaced_custom_object(
-                    DASK_GROUP, DASK_VERSION, self.namespace, DASK_PLURAL, cluster
-                ),
-            )
-        except SpawnException:
-            raise
-        except ApiException as exc:
-            if exc.status == 404:
-                raise SpawnException(
-                    "the DaskCluster resource (kubernetes.dask.org/v1) is not installed in this "
-                    "Kubernetes cluster: install the dask-kubernetes operator "
-                    "(deploy/kubernetes/README.md)",
-                    reason="dask-operator",
-                    status_code=500,
-                ) from exc
-            raise self._api_error(exc, f"creating DaskCluster {cluster}") from exc
+        await self._replace_or_create(
+            "DaskCluster",
+            cluster_manifest,
+            create=lambda: custom.create_namespaced_custom_object(
+                DASK_GROUP, DASK_VERSION, self.namespace, DASK_PLURAL, cluster_manifest
+            ),
+            delete=lambda: custom.delete_namespaced_custom_object(
+                DASK_GROUP, DASK_VERSION, self.namespace, DASK_PLURAL, cluster
+            ),
+        )
         self._note(f"Dask cluster {cluster}: {profile.n_workers} workers requested", 40)
 
     async def _replace_or_create(
@@ -519,6 +509,11 @@ class AstroKitKubeSpawner(ProfilesMixin, KubeSpawner):
         A leftover normally belongs to a pod that is gone (the collector had not got to it
         yet) or to one a crashed hub lost track of; it must not be adopted, since its
         ownerReference and sizes are the old server's.
+
+        Raises
+        ------
+        SpawnException
+            On any other refusal, with a message naming the object and the likely cause.
         """
         name = manifest["metadata"]["name"]
         for attempt in range(2):
@@ -526,20 +521,30 @@ class AstroKitKubeSpawner(ProfilesMixin, KubeSpawner):
                 await self._call(f"create {kind} {name}", create)
                 return
             except ApiException as exc:
-                if exc.status == 422:
+                if exc.status == 409 and not attempt:
+                    pass  # replace the leftover below
+                elif exc.status == 404 and kind == "DaskCluster":
+                    raise SpawnException(
+                        "the DaskCluster resource (kubernetes.dask.org/v1) is not installed in "
+                        "this Kubernetes cluster: install the dask-kubernetes operator "
+                        "(deploy/kubernetes/README.md)",
+                        reason="dask-operator",
+                        status_code=500,
+                    ) from exc
+                elif exc.status == 422:
                     raise SpawnException(
                         f"the API server rejected {kind} {name}: {exc.body or exc.reason}",
                         reason="kubernetes",
                         status_code=500,
                     ) from exc
-                if exc.status != 409 or attempt:
-                    raise
+                else:
+                    raise self._api_error(exc, f"creating {kind} {name}") from exc
             self.log.warning("replacing leftover %s %s/%s", kind, self.namespace, name)
             try:
                 await self._call(f"delete {kind} {name}", delete)
             except ApiException as exc:
                 if exc.status != 404:
-                    raise
+                    raise self._api_error(exc, f"deleting leftover {kind} {name}") from exc
 
     async def _wait_for_cluster(self) -> None:
         """Wait for the operator to report the DaskCluster Running (scheduler ready)."""
@@ -651,10 +656,6 @@ class AstroKitKubeSpawner(ProfilesMixin, KubeSpawner):
                 await self._start_watching_events()
             while True:
                 done = self._start_future is not None and self._start_future.done()
-                for note in self._progress[sent_notes:]:
-                    sent_notes += 1
-                    progress = max(progress, note.get("progress", progress))
-                    yield {**note, "progress": progress}
                 events = self.events if self.events_enabled else []
                 for event in events[sent_events:]:
                     sent_events += 1
@@ -668,6 +669,12 @@ class AstroKitKubeSpawner(ProfilesMixin, KubeSpawner):
                             event["message"],
                         ),
                     }
+                # Our own steps after the pod's events seen in the same round: the last
+                # ones (the cluster's phase) are what the spawn waits for.
+                for note in self._progress[sent_notes:]:
+                    sent_notes += 1
+                    progress = max(progress, note.get("progress", progress))
+                    yield {**note, "progress": progress}
                 if done:
                     return
                 await asyncio.sleep(0.5)
