@@ -6,9 +6,6 @@ generator); the checkpoints are the ``tiny`` configuration so that every test ru
 
 from __future__ import annotations
 
-import os
-import signal
-
 import numpy as np
 import pytest
 
@@ -133,8 +130,3 @@ def cluster_client():
     finally:
         client.close()
         cluster.close()
-
-
-def kill_process(pid: int) -> None:
-    """SIGKILL a worker process (what an OOM killer or a lost node does)."""
-    os.kill(pid, signal.SIGKILL)
