@@ -491,7 +491,8 @@ class SpectrumViewer(w.VBox):
             if self.show_uncertainty and np.isfinite(trace.sigma).any():
                 ax.fill_between(
                     trace.x, trace.y - trace.sigma, trace.y + trace.sigma,
-                    color=colour, alpha=0.25, lw=0, label="_nolegend_",
+                    color="0.5" if len(self._loaded) == 1 else colour, alpha=0.35, lw=0,
+                    label="_nolegend_",
                 )  # fmt: skip
             if self.show_masked and trace.mask.any():
                 ax.plot(

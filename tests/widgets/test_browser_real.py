@@ -49,6 +49,12 @@ _PAINTED_JS = """c => {
 }"""
 
 
+_VIEWER_OR_ERROR_JS = """() =>
+    document.querySelector('.astrokit-store-browser .astrokit-spectrum-viewer') ||
+    [...document.querySelectorAll('.astrokit-store-browser .astrokit-error')]
+        .some(e => e.innerText.trim().length > 0)"""
+
+
 def _notebook(cells: list[str]) -> str:
     return json.dumps(
         {
@@ -190,9 +196,11 @@ def test_store_browser_opens_a_real_spectrum_in_jupyterlab(hub, lamost_files, ar
             _select_option(page, listing, "spectra/")  # into shared/spectra
             _select_option(page, listing, lrs.name)  # the real LAMOST file
 
-            viewer = page.wait_for_selector(
-                ".astrokit-store-browser .astrokit-spectrum-viewer", timeout=120_000
-            )
+            # Either the viewer appears or the widget says what went wrong: fail fast on that.
+            page.wait_for_function(_VIEWER_OR_ERROR_JS, timeout=120_000)
+            errors = page.locator(".astrokit-store-browser .astrokit-error").all_inner_texts()
+            assert not any(text.strip() for text in errors), errors
+            viewer = page.wait_for_selector(".astrokit-store-browser .astrokit-spectrum-viewer")
             canvas = page.wait_for_selector(
                 ".astrokit-spectrum-viewer .jupyter-matplotlib-figure canvas", timeout=120_000
             )
@@ -206,8 +214,11 @@ def test_store_browser_opens_a_real_spectrum_in_jupyterlab(hub, lamost_files, ar
             assert viewer.is_visible() and widget.is_visible()
             errors = page.locator(".astrokit-store-browser .astrokit-error").all_inner_texts()
             assert not any(text.strip() for text in errors), errors
-            # the header pane learnt the file's header (LAMOST's CLASS keyword)
-            assert "Metadata and header" in viewer.inner_text()
+            # the metadata pane opens on a click and shows the file's FITS header
+            page.locator(".astrokit-spectrum-viewer").get_by_text("Metadata and header").click()
+            header = page.wait_for_selector(".astrokit-spectrum-viewer .astrokit-header pre")
+            page.wait_for_function("e => e.innerText.includes('CLASS')", arg=header)
+            assert "LAMOST" in header.inner_text()
             viewer.scroll_into_view_if_needed()
             # painted: some pixel of the figure is dark (axes, tick labels, the spectrum)
             page.wait_for_function(_PAINTED_JS, arg=canvas, timeout=60_000)
