@@ -121,9 +121,7 @@ async def test_start_poll_stop(kube):
     assert exists(kube, NETPOL, "jhub", "jupyter-alice-dask")
 
     assert await spawner.poll() is None
-    state = spawner.get_state()
-    assert state["pod_name"] == "jupyter-alice"
-    assert state["dask_cluster_name"] == "jupyter-alice-dask"
+    assert spawner.get_state()["pod_name"] == "jupyter-alice"
 
     await asyncio.wait_for(spawner.stop(), 30)
     assert await spawner.poll() == 1
@@ -138,6 +136,22 @@ async def test_start_poll_stop(kube):
         (SERVICE_ACCOUNTS, "jupyter-alice"),
     ]:
         assert not exists(kube, resource, "jhub", name), (resource, name)
+
+
+async def test_hub_restart_keeps_track_and_stop_cleans_up(kube):
+    """A new spawner (hub restarted, pod template changed) finds the server from its state."""
+    first = make_spawner(kube, user_options={"profile": "small"})
+    await start_server(first)
+    state = first.get_state()
+    restarted = make_spawner(kube, pod_name_template="nb-{user_server}")
+    restarted.load_state(state)
+    # the hub's database keeps the server's address across restarts
+    restarted.server.ip, restarted.server.port = first.server.ip, first.server.port
+    assert restarted.pod_name == "jupyter-alice"
+    assert await restarted.poll() is None
+    await asyncio.wait_for(restarted.stop(), 30)
+    leftovers = [k for k in kube.objects if k[0][1] not in ("namespaces", "events")]
+    assert leftovers == []
 
 
 async def test_cluster_goes_with_the_pod(kube):

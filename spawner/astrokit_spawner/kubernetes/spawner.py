@@ -171,7 +171,11 @@ class AstroKitKubeSpawner(ProfilesMixin, KubeSpawner):
 
     @property
     def dask_cluster_name(self) -> str:
-        """Name of this server's DaskCluster (derived from the pod name)."""
+        """Name of this server's DaskCluster, derived from the pod name.
+
+        KubeSpawner keeps ``pod_name`` in the hub's state, so after a hub restart (or a change
+        of ``pod_name_template``) this still names the running server's cluster.
+        """
         return manifests.cluster_name_for(self.pod_name)
 
     @property
@@ -199,13 +203,6 @@ class AstroKitKubeSpawner(ProfilesMixin, KubeSpawner):
             event["progress"] = progress
         self._progress.append(event)
         self.log.info("%s: %s", self.pod_name, message)
-
-    # --- state ------------------------------------------------------------------------------
-    def get_state(self) -> dict[str, Any]:
-        """KubeSpawner's state plus the cluster's name (to clean up after a config change)."""
-        state = super().get_state()
-        state["dask_cluster_name"] = self.dask_cluster_name
-        return state
 
     # --- environment ------------------------------------------------------------------------
     def _store_env(self) -> dict[str, str]:
@@ -604,21 +601,17 @@ class AstroKitKubeSpawner(ProfilesMixin, KubeSpawner):
                 lambda: self.api.delete_namespaced_secret(self._env_secret_name, ns),
             ),
         ]
-        if self.dask_tls:
-            for secret in self._tls_secret_names:
-                deletions.append(
-                    (
-                        f"Secret {secret}",
-                        lambda n=secret: self.api.delete_namespaced_secret(n, ns),
-                    )
-                )
-        if self.dask_network_policy:
+        # Regardless of the current dask_tls / dask_network_policy settings: the server may
+        # have been started under others, and these names are ours alone.
+        for secret in self._tls_secret_names:
             deletions.append(
-                (
-                    f"NetworkPolicy {cluster}",
-                    lambda: net.delete_namespaced_network_policy(cluster, ns),
-                )
+                (f"Secret {secret}", lambda n=secret: self.api.delete_namespaced_secret(n, ns))
             )
+        deletions.append(
+            (f"NetworkPolicy {cluster}", lambda: net.delete_namespaced_network_policy(cluster, ns))
+        )
+        # Only when enabled: with notebook_rbac off, a ServiceAccount of this name would be an
+        # administrator's, not ours.
         if self.notebook_rbac:
             name = self._rbac_name
             deletions += [
