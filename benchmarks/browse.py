@@ -112,12 +112,12 @@ def measure(store, prefix_url: str, spectrum_url: str, *, page_size: int, repeat
     for _ in range(repeats):
         start = time.perf_counter()
         kind = browser.select(spectrum_url)
+        if kind != "spectrum":
+            raise RuntimeError(f"selection opened as {kind!r}: {browser.error}")
         # Headless there is no frontend to ask ipympl for a frame: render it with Agg here so
         # the time includes drawing the pixels, as the browser would get them.
         browser.spectrum_viewer.figure.canvas.draw()
         times.append(time.perf_counter() - start)
-        if kind != "spectrum":
-            raise RuntimeError(f"selection opened as {kind!r}: {browser.error}")
     return {
         "objects": len(listing),
         "page_size": page_size,

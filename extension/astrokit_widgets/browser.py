@@ -337,7 +337,7 @@ class StoreBrowser(w.VBox):
         if self.spectrum_viewer is None:
             self.spectrum_viewer = SpectrumViewer(store=self.store)
         try:
-            self.spectrum_viewer.clear()
+            self.spectrum_viewer.clear(redraw=False)
             self.spectrum_viewer.add(url)
         except UnknownFormatError as exc:
             # Not a spectrum or cutout: the header is still worth showing.

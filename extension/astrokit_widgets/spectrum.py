@@ -248,11 +248,12 @@ class SpectrumViewer(w.VBox):
             self._render()
         return spectrum
 
-    def clear(self) -> None:
-        """Remove every spectrum."""
+    def clear(self, *, redraw: bool = True) -> None:
+        """Remove every spectrum (``redraw=False`` when another :meth:`add` follows)."""
         self._loaded.clear()
         self._show_meta()
-        self._render()
+        if redraw:
+            self._render()
 
     def to_spectrum(self, index: int = 0) -> Any:
         """The spectrum as displayed (crop, smoothing, unit, frame applied) as a ``Spectrum``.
