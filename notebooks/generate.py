@@ -724,6 +724,7 @@ ACTIVE = [
         print(human)
         print("waiting for your labels:", human.awaiting_labels)
         print("this batch:", [query.id for query in human.batch])
+        print(f"on screen: {labeller.current_id} ({labeller.position + 1} of {labeller.batch_size})")
         """
     ),
     md(

@@ -24,7 +24,7 @@ pytestmark = pytest.mark.browser
 
 REPO = Path(__file__).resolve().parents[2]
 QUICKSTART = REPO / "notebooks" / "01-quickstart.ipynb"
-USER = "ada"
+USER = "ada-e2e"  # unique: the process scan must not see other tests' users
 PROFILE = "small"
 PROFILE_WORKERS = 2
 ERROR_MIME = "application/vnd.jupyter.error"

@@ -3,8 +3,9 @@
 The store is laid out exactly as ``astrokit platform prepare`` lays out the embedded default
 (``shared/survey`` with cutouts, spectra, catalogues and shards; ``shared/models``; ``users/``),
 only smaller, with shards of ~2 MB so that the survey spans several of them, and a ``tiny``
-photo-z model trained for two epochs. Real LAMOST and SDSS spectra are copied into
-``shared/examples`` (from ../shared/data and the installed test packages; never into the repo).
+photo-z model trained for one epoch (the notebooks need a working model, not a good one).
+Real LAMOST and SDSS spectra are copied into ``shared/examples`` (from ../shared/data and the
+installed test packages; never into the repo).
 
 The kernel gets the environment the hub's spawner would give a notebook server: the store
 URLs, the model URL, the number of workers and the scheduler address of a real
@@ -49,7 +50,7 @@ def seeded_platform(tmp_path_factory, lamost_files, real_spectra_dir) -> dict[st
     ingest(layout["survey_url"] + "/cutouts", layout["shards_url"], partition_mb=PARTITION_MB)
     model_dir = Path(layout["model_url"].removeprefix("file://")).parent
     model_dir.mkdir(parents=True, exist_ok=True)
-    train(layout["shards_url"], out=layout["model_url"], config="tiny", epochs=2, seed=SEED)
+    train(layout["shards_url"], out=layout["model_url"], config="tiny", epochs=1, seed=SEED)
 
     # Real survey files next to the synthetic survey, as an installation with real data has.
     examples = Path(layout["shared_url"].removeprefix("file://")) / "examples"

@@ -189,5 +189,6 @@ def test_active_learning(kernel_env, seeded_platform, tmp_path, artifacts_dir):
     assert "waiting for your labels: True" in waiting
     ids = re.search(r"this batch: \[(.*)\]", waiting).group(1).split(",")
     assert len(ids) == 5
+    assert f"on screen: {ids[0].strip(' ' + chr(39))} (1 of 5)" in waiting
     human = LoopCheckpoint(f"{work}/human").load_state()
     assert human["phase"] == "label" and len(human["pending"]) == 5
