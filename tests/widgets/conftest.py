@@ -7,11 +7,14 @@ store.
 
 from __future__ import annotations
 
+import json
+
 import astropy.units as u
 import numpy as np
 import pytest
 from astropy.io import fits
 from astropy.nddata import InverseVariance
+from ipywidgets.widgets.widget import _instances
 
 
 def lamost_lrs_spectrum(path):
@@ -41,3 +44,30 @@ def lamost_lrs_spectrum(path):
 @pytest.fixture
 def lrs_spectrum(lamost_files):
     return lamost_lrs_spectrum(lamost_files["lrs"])
+
+
+def all_widget_state(widget, seen=None) -> str:
+    """JSON of the synced state of ``widget`` and every widget it references."""
+    seen = set() if seen is None else seen
+    if widget.model_id in seen:
+        return ""
+    seen.add(widget.model_id)
+    state = widget.get_state()
+    out = json.dumps(state, default=str)
+    for value in state.values():
+        items = value if isinstance(value, (list, tuple)) else [value]
+        for item in items:
+            if isinstance(item, str) and item.startswith("IPY_MODEL_"):
+                # ipywidgets' registry of live widgets by model id (no public accessor in 8.x)
+                child = _instances.get(item.removeprefix("IPY_MODEL_"))
+                if child is not None:
+                    out += all_widget_state(child, seen)
+    for child in getattr(widget, "children", ()):
+        out += all_widget_state(child, seen)
+    return out
+
+
+@pytest.fixture
+def widget_state():
+    """``widget_state(widget) -> str``: JSON of everything the widget syncs to the browser."""
+    return all_widget_state

@@ -6,11 +6,9 @@ test_browser_selection.py.
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 
-import ipywidgets as w
 import pytest
 from astrokit_widgets import StoreBrowser
 
@@ -64,30 +62,6 @@ def _names(browser):
 
 def _option_values(browser):
     return [value for _, value in browser._listing.options]
-
-
-def _all_state(widget, seen=None) -> str:
-    """JSON of the synced state of ``widget`` and every widget it references."""
-    seen = set() if seen is None else seen
-    if widget.model_id in seen:
-        return ""
-    seen.add(widget.model_id)
-    state = widget.get_state()
-    out = json.dumps(state, default=str)
-    for value in state.values():
-        items = value if isinstance(value, (list, tuple)) else [value]
-        for item in items:
-            if isinstance(item, str) and item.startswith("IPY_MODEL_"):
-                child = (
-                    w.Widget.widgets.get(item.removeprefix("IPY_MODEL_"))
-                    if hasattr(w.Widget, "widgets")
-                    else None
-                )
-                if child is not None:
-                    out += _all_state(child, seen)
-    for child in getattr(widget, "children", ()):
-        out += _all_state(child, seen)
-    return out
 
 
 # ---------------------------------------------------------------------------- file://
@@ -213,7 +187,9 @@ def test_selection_is_observable(local_store):
 
 # ---------------------------------------------------------------------------- s3://
 @pytest.mark.s3
-def test_s3_configured_store_pages_filters_and_hides_secrets(s3_store, s3_store_options):
+def test_s3_configured_store_pages_filters_and_hides_secrets(
+    s3_store, s3_store_options, widget_state
+):
     browser = StoreBrowser(page_size=200)
     assert browser.error == ""
     assert browser.url == f"{s3_store}/shared"
@@ -227,7 +203,7 @@ def test_s3_configured_store_pages_filters_and_hides_secrets(s3_store, s3_store_
     assert _names(browser) == [f"obj-{i:05d}.txt" for i in range(10, 20)]
     entry = browser.entries[0]
     assert entry.size == 2 and entry.modified is not None
-    state = _all_state(browser)
+    state = widget_state(browser)
     assert s3_store in state  # the walk did reach the listing
     assert s3_store_options["secret"] not in state
     assert s3_store_options["key"] not in state
@@ -260,7 +236,9 @@ def test_s3_missing_bucket_is_a_message(s3_store_options, monkeypatch):
 
 
 @pytest.mark.s3
-def test_s3_without_credentials_is_a_message(s3_store, s3_store_options, monkeypatch, tmp_path):
+def test_s3_without_credentials_is_a_message(
+    s3_store, s3_store_options, monkeypatch, tmp_path, widget_state
+):
     for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
         monkeypatch.delenv(name, raising=False)
     # no shared credentials file, no instance metadata: botocore has nothing to find
@@ -274,4 +252,4 @@ def test_s3_without_credentials_is_a_message(s3_store, s3_store_options, monkeyp
     browser = StoreBrowser()
     assert browser.error.startswith("No valid credentials"), browser.error
     assert "AWS_ACCESS_KEY_ID" in browser.error  # says what to set
-    assert s3_store_options["secret"] not in _all_state(browser)
+    assert s3_store_options["secret"] not in widget_state(browser)
