@@ -16,12 +16,13 @@ iteration.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import io
 import logging
 import math
 import pickle
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
@@ -80,6 +81,9 @@ class TorchClassifier:
         trains exactly as an uninterrupted one would.
     device : str or None
         ``"cuda"`` when available and None, else ``"cpu"``.
+    num_threads : int or None
+        torch CPU threads while training/predicting on the client (None: torch's default).
+        On a shared or oversubscribed machine 1 avoids OpenMP spin-wait collapse.
     """
 
     def __init__(
@@ -94,6 +98,7 @@ class TorchClassifier:
         weight_decay: float = 1e-4,
         seed: int = 0,
         device: str | None = None,
+        num_threads: int | None = None,
     ) -> None:
         import torch
 
@@ -108,6 +113,7 @@ class TorchClassifier:
         self.weight_decay = float(weight_decay)
         self.seed = int(seed)
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        self.num_threads = num_threads
         self.n_fits = 0
         # the untrained weights, for fit(warm_start=False)
         self._initial_state = copy.deepcopy(module.state_dict())
@@ -116,11 +122,31 @@ class TorchClassifier:
         state = self.__dict__.copy()
         # workers only predict; keep the shipped payload small
         state["_initial_state"] = None
+        # a worker sizes torch's thread pool itself (scoring._use_worker_threads)
+        state["num_threads"] = None
         return state
+
+    @contextlib.contextmanager
+    def _threads(self) -> Iterator[None]:
+        import torch
+
+        if self.num_threads is None:
+            yield
+            return
+        previous = torch.get_num_threads()
+        torch.set_num_threads(self.num_threads)
+        try:
+            yield
+        finally:
+            torch.set_num_threads(previous)
 
     # -- training --------------------------------------------------------------------------
     def fit(self, x: np.ndarray, y: np.ndarray, *, warm_start: bool = True) -> None:
         """Train on ``(x, y)``; continue from the current weights when ``warm_start``."""
+        with self._threads():
+            self._fit(x, y, warm_start)
+
+    def _fit(self, x: np.ndarray, y: np.ndarray, warm_start: bool) -> None:
         import torch
 
         x, y = np.asarray(x, dtype=np.float32), np.asarray(y, dtype=np.int64)
@@ -179,7 +205,7 @@ class TorchClassifier:
 
         module = self.module.to(self.device).eval()
         out = []
-        with torch.inference_mode():
+        with torch.inference_mode(), self._threads():
             for xb in self._batches(x):
                 out.append(torch.softmax(module(xb), dim=1).cpu().numpy())
         return np.concatenate(out) if out else np.empty((0, self.n_classes), np.float32)
@@ -198,7 +224,7 @@ class TorchClassifier:
             )
         split = hasattr(module, "embed") and hasattr(module, "head")
         out = []
-        with torch.inference_mode(), torch.random.fork_rng():
+        with torch.inference_mode(), torch.random.fork_rng(), self._threads():
             torch.manual_seed(self.seed * 31 + self.n_fits)
             for xb in self._batches(x):
                 for m in dropouts:  # only dropout goes stochastic; normalisation stays in eval
