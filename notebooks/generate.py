@@ -15,6 +15,10 @@ written into the notebook; ``ASTROKIT_NOTEBOOK_QUICK=1`` shrinks the expensive s
 the test suite runs each notebook in well under a minute.
 """
 
+# The cells' markdown uses typographic symbols (sigma, minus and dashes) on purpose: it is read
+# by people, not parsed.
+# ruff: noqa: RUF001
+
 from __future__ import annotations
 
 import argparse
@@ -99,7 +103,8 @@ QUICKSTART = [
         from astrokit.connect import dashboard_link
 
         link = dashboard_link() or client.dashboard_link  # the hub's link, else Dask's own
-        HTML(f'<a class="astrokit-dashboard" href="{link}" target="_blank">Dask dashboard: {link}</a>')
+        anchor = f'<a class="astrokit-dashboard" href="{link}" target="_blank">'
+        HTML(f"{anchor}Dask dashboard: {link}</a>")
         """
     ),
     md(
@@ -187,21 +192,24 @@ QUICKSTART = [
             z, mags = shard["z"], shard["mags"]
             good = np.isfinite(z) & np.isfinite(mags).all(axis=1)
             which = np.clip(np.digitize(z[good], Z_BINS) - 1, 0, len(Z_BINS) - 2)
+            n_bins = len(Z_BINS) - 1
             return {
                 "worker": distributed.get_worker().name,
                 "rows": len(z),
-                "count": np.bincount(which, minlength=len(Z_BINS) - 1),
-                "g_r": np.bincount(which, weights=mags[good, 1] - mags[good, 2], minlength=len(Z_BINS) - 1),
+                "count": np.bincount(which, minlength=n_bins),
+                "g_r": np.bincount(which, weights=mags[good, 1] - mags[good, 2], minlength=n_bins),
             }
 
 
         urls = [f"{shards_url}/{shard.name}" for shard in manifest.shards]
-        futures = client.map(colour_by_redshift, urls, key=[f"colour-{s.name}" for s in manifest.shards])
+        keys = [f"colour-{shard.name}" for shard in manifest.shards]  # task names on the dashboard
+        futures = client.map(colour_by_redshift, urls, key=keys)
         parts = client.gather(futures)
 
         count = sum(p["count"] for p in parts)
         mean_g_r = sum(p["g_r"] for p in parts) / np.maximum(count, 1)
-        print(f"{sum(p['rows'] for p in parts)} galaxies read by workers {sorted({p['worker'] for p in parts})}")
+        workers_used = sorted({p["worker"] for p in parts})
+        print(f"{sum(p['rows'] for p in parts)} galaxies read by workers {workers_used}")
         for lo, hi, n, colour in zip(Z_BINS[:-1], Z_BINS[1:], count, mean_g_r):
             print(f"  {lo:.1f} <= z < {hi:.1f}: {n:6d} galaxies, mean g - r = {colour:+.3f}")
         """
@@ -287,7 +295,8 @@ BROWSE = [
     code(
         """
         browser.navigate(f"{store.shared_url}/survey/spectra")
-        print(f"{len(browser.entries)} entries on the first page", "(more pages)" if browser.has_more else "")
+        more = "(more pages)" if browser.has_more else ""
+        print(f"{len(browser.entries)} entries on the first page", more)
         first = next(entry for entry in browser.entries if entry.kind == "file")
         print("opened as:", browser.select(first.url), "-", first.name)
         """
@@ -351,7 +360,8 @@ BROWSE = [
         if real:
             real_viewer = SpectrumViewer(real[0], store=store)
             meta = real_viewer.spectra[0].meta
-            print(f"{meta['format']}: {meta['id']}, class {meta['object_class']}, z = {meta['redshift']}")
+            print(f"{meta['format']}: {meta['id']}, class {meta['object_class']}")
+            print(f"catalogue redshift z = {meta['redshift']}")
             display(real_viewer)
         else:
             print("no real examples in this store")
@@ -369,7 +379,8 @@ BROWSE = [
     code(
         """
         galaxies = pd.read_parquet(io.BytesIO(store.read_bytes(f"{survey}/catalog.parquet")))
-        print(f"{len(galaxies)} galaxies, z from {galaxies['z'].min():.2f} to {galaxies['z'].max():.2f}")
+        z = galaxies["z"]
+        print(f"{len(galaxies)} galaxies, z from {z.min():.2f} to {z.max():.2f}")
         nearby = galaxies.sort_values("z").iloc[len(galaxies) // 10]
         CutoutViewer(f"{survey}/{nearby['file']}", store=store)
         """
@@ -454,12 +465,14 @@ INFERENCE = [
     code(
         """
         result = astrokit.infer(shards_url, model=model_url, out=out_url, partition_mb=PARTITION_MB)
-        summary = result.summary
-        print(f"complete: {summary['complete']}  ({summary['n_predictions']} predictions for {summary['n_rows']} rows)")
-        print(f"missing {summary['missing']}, duplicated {summary['duplicates']}, bad inputs {summary['n_bad']}")
-        print(f"{summary['partitions']} partitions on {summary['workers']} workers / {summary['threads']} threads")
-        if summary["samples_per_second"]:
-            print(f"throughput: {summary['samples_per_second']:.0f} galaxies/s over {summary['compute_seconds']:.1f} s")
+        s = result.summary  # the run's summary, also written to summary.json
+        counts = f"{s['n_predictions']} predictions for {s['n_rows']} rows"
+        print(f"complete: {s['complete']}  ({counts})")
+        print(f"missing {s['missing']}, duplicated {s['duplicates']}, bad inputs {s['n_bad']}")
+        print(f"{s['partitions']} partitions on {s['workers']} workers / {s['threads']} threads")
+        if s["samples_per_second"]:
+            rate, seconds = s["samples_per_second"], s["compute_seconds"]
+            print(f"throughput: {rate:.0f} galaxies/s over {seconds:.1f} s")
         """
     ),
     md(
@@ -515,7 +528,8 @@ INFERENCE = [
             ax.plot(line, line + sign * 0.05 * (1 + line), "r--", lw=0.8)
         ax.set_xlabel("z_true")
         ax.set_ylabel("z_pred")
-        ax.set_title(f"σ_MAD = {metrics['sigma_mad']:.4f}, outliers = {metrics['outlier_fraction']:.1%}")
+        sigma, outliers = metrics["sigma_mad"], metrics["outlier_fraction"]
+        ax.set_title(f"σ_MAD = {sigma:.4f}, outliers = {outliers:.1%}")
         ax.legend(loc="upper left")
         bx.hist(delta, bins=60)
         bx.axvline(0, color="k", lw=1)
@@ -630,7 +644,8 @@ ACTIVE = [
                 sources, pool_url, labels=labels, classes=sorted(set(labels.values()))
             )
             print(f"skipped {len(skipped)} files", skipped[:3])
-        print(f"pool: {pool.total_rows} spectra, classes {pool.classes}, {len(pool.shards)} partitions")
+        print(f"pool: {pool.total_rows} spectra in {len(pool.shards)} partitions")
+        print(f"classes: {pool.classes}")
         """
     ),
     md(
@@ -682,15 +697,15 @@ ACTIVE = [
         ax.legend()
         plt.show()
 
-        target = histories["random"]["accuracy"].iloc[-1]
+        random_final = histories["random"].iloc[-1]
+        target = random_final["accuracy"]
         reached = histories["entropy"][histories["entropy"]["accuracy"] >= target]
         if len(reached):
-            print(
-                f"random reaches {target:.3f} with {histories['random']['n_labelled'].iloc[-1]} labels; "
-                f"entropy with {reached['n_labelled'].iloc[0]}"
-            )
+            print(f"random reaches {target:.3f} with {random_final['n_labelled']} labels;")
+            print(f"entropy reaches it with {reached['n_labelled'].iloc[0]}")
         else:
-            print(f"entropy has not reached random's final accuracy {target:.3f} yet: run more iterations")
+            print(f"entropy has not reached random's final accuracy {target:.3f} yet:")
+            print("run more iterations")
         """
     ),
     md(
@@ -713,7 +728,8 @@ ACTIVE = [
         from astrokit_widgets import LabellingWidget
 
         human = ActiveLearningLoop(
-            pool, f"{work}/human", strategy="entropy", batch_size=5, heldout=HELDOUT, oracle="human", seed=1
+            pool, f"{work}/human", strategy="entropy", batch_size=5,
+            heldout=HELDOUT, oracle="human", seed=1,
         )
         labeller = LabellingWidget(human)
         labeller
@@ -724,7 +740,8 @@ ACTIVE = [
         print(human)
         print("waiting for your labels:", human.awaiting_labels)
         print("this batch:", [query.id for query in human.batch])
-        print(f"on screen: {labeller.current_id} ({labeller.position + 1} of {labeller.batch_size})")
+        where = f"{labeller.position + 1} of {labeller.batch_size}"
+        print(f"on screen: {labeller.current_id} ({where})")
         """
     ),
     md(
