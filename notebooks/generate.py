@@ -596,6 +596,7 @@ ACTIVE = [
         QUICK = os.environ.get("ASTROKIT_NOTEBOOK_QUICK") == "1"
         BATCH = 20 if QUICK else 100  # spectra labelled per iteration
         ITERATIONS = 4 if QUICK else 8  # including the random seed iteration
+        SEEDS = [0] if QUICK else [0, 1, 2]  # repeat the experiment to see the spread
         HELDOUT = 60 if QUICK else 500  # labelled spectra kept aside to measure accuracy
         """,
         tags=("parameters",),
@@ -652,67 +653,82 @@ ACTIVE = [
         """
         ## A simulated run: entropy sampling against random sampling
 
-        Two loops with the same seed, the same seed set and the same held-out set; only the
-        strategy differs. `run(n)` runs until `n` iterations are done — run the cell again
-        and it finds them done in the store and returns at once.
+        `simulate` runs one loop per strategy and seed with the catalogue's labels as the
+        oracle. Within a seed, every strategy starts from the same random seed set, the same
+        held-out set and the same initial model, so only the strategy differs. Each loop
+        checkpoints in your area: run the cell again and it finds the iterations done and
+        returns at once.
         """
     ),
     code(
         """
-        from dataclasses import asdict
+        from astrokit.active.experiment import label_efficiency, learning_curves, simulate
 
-        from astrokit.active import ActiveLearningLoop
-
-        histories = {}
-        for strategy in ("entropy", "random"):
-            loop = ActiveLearningLoop(
-                pool, f"{work}/{strategy}", strategy=strategy, batch_size=BATCH,
-                heldout=HELDOUT, oracle="known", seed=0,
-            )
-            histories[strategy] = pd.DataFrame([asdict(r) for r in loop.run(ITERATIONS)])
-            loop.close()
-        columns = ["iteration", "n_labelled", "accuracy", "f1_macro", "batch_classes", "seconds"]
-        histories["entropy"][columns]
+        experiment = simulate(
+            pool,
+            f"{work}/experiment",
+            strategies=["entropy"],
+            baseline="random",
+            seeds=SEEDS,
+            iterations=ITERATIONS,
+            batch_size=BATCH,
+            heldout=HELDOUT,
+        )
+        curves = learning_curves(experiment)
+        pd.DataFrame(
+            {
+                "labelled": curves["entropy"]["n_labelled"],
+                "entropy": curves["entropy"]["mean"],
+                "random": curves["random"]["mean"],
+            }
+        )
         """
     ),
     md(
         """
-        Look at `batch_classes`: after the random seed iteration, entropy sampling asks for
-        proportionally more of the rare classes (emission-line objects are a minority of the
-        survey) — that is where the model is unsure, and where a label helps most.
-
-        ## Learning curves
+        Each iteration's log also records the class balance of the batch it asked for. After
+        the random seed batch, entropy sampling asks for proportionally more of the rare
+        classes (emission-line objects are a minority of the survey) — that is where the
+        model is unsure, and where a label helps most.
         """
     ),
     code(
         """
-        import matplotlib.pyplot as plt
+        for strategy, runs in experiment.histories.items():
+            print(strategy)
+            for record in runs[0]:
+                print(f"  iteration {record.iteration}: {record.batch_classes}")
+        """
+    ),
+    md(
+        """
+        ## Learning curves and label efficiency
 
-        fig, ax = plt.subplots(figsize=(6.5, 4))
-        for strategy, history in histories.items():
-            ax.plot(history["n_labelled"], history["accuracy"], "o-", label=strategy)
-        ax.set_xlabel("labelled spectra")
-        ax.set_ylabel("held-out accuracy")
-        ax.set_title("Active learning vs random sampling (one seed)")
-        ax.legend()
-        plt.show()
+        Held-out accuracy against the number of labels (mean ± std over the seeds), and the
+        headline number: how many labels entropy sampling needs to reach the accuracy random
+        sampling has at its last iteration, as a ratio (below 1: fewer labels than random).
+        """
+    ),
+    code(
+        """
+        from astrokit.active.experiment import plot_learning_curves
 
-        random_final = histories["random"].iloc[-1]
-        target = random_final["accuracy"]
-        reached = histories["entropy"][histories["entropy"]["accuracy"] >= target]
-        if len(reached):
-            print(f"random reaches {target:.3f} with {random_final['n_labelled']} labels;")
-            print(f"entropy reaches it with {reached['n_labelled'].iloc[0]}")
+        display(plot_learning_curves(experiment))
+        efficiency = label_efficiency(experiment)
+        entropy = efficiency["strategies"]["entropy"]
+        print(f"random's final accuracy: {efficiency['target']:.3f} "
+              f"with {efficiency['baseline_labels']:.0f} labels")
+        if entropy["labels"] is None:
+            print("entropy has not reached it yet: run more iterations")
         else:
-            print(f"entropy has not reached random's final accuracy {target:.3f} yet:")
-            print("run more iterations")
+            print(f"entropy reaches it with {entropy['labels']:.0f} labels "
+                  f"(ratio {entropy['ratio']:.2f})")
         """
     ),
     md(
         """
-        One seed is an anecdote. `astrokit al simulate POOL_URL --strategy entropy --seeds 3`
-        runs the same comparison over several seeds and reports mean ± std curves and the
-        **label efficiency** (labels needed to reach random's accuracy, as a ratio).
+        `astrokit al simulate POOL_URL --strategy entropy --seeds 3 --json` runs the same
+        experiment from a terminal.
 
         ## Now you are the oracle
 
@@ -725,6 +741,7 @@ ACTIVE = [
     ),
     code(
         """
+        from astrokit.active import ActiveLearningLoop
         from astrokit_widgets import LabellingWidget
 
         human = ActiveLearningLoop(

@@ -174,14 +174,16 @@ def test_active_learning(kernel_env, seeded_platform, tmp_path, artifacts_dir):
     # Both simulated loops ran their iterations, each batch fully labelled and checkpointed.
     batch, iterations = 20, 4  # the notebook's quick-mode parameters
     for strategy in ("entropy", "random"):
-        state = LoopCheckpoint(f"{work}/{strategy}").load_state()
+        state = LoopCheckpoint(f"{work}/experiment/{strategy}-seed0").load_state()
         assert state["iteration"] == iterations and state["phase"] == "query"
         labelled = [rec["n_labelled"] for rec in state["history"]]
         assert labelled == [batch * (i + 1) for i in range(iterations)], labelled
         assert all(0.0 <= rec["accuracy"] <= 1.0 for rec in state["history"])
-    assert images_of(cell_with(nb, "ax.plot(history")) == 1
-    verdict = text_of(cell_with(nb, "ax.plot(history"))
-    assert "random reaches" in verdict or "has not reached" in verdict
+    balance = text_of(cell_with(nb, "record.batch_classes"))
+    assert balance.count("iteration ") == 2 * iterations
+    curves = cell_with(nb, "plot_learning_curves(experiment)")
+    assert images_of(curves) == 1
+    assert "random's final accuracy" in text_of(curves)
 
     # The human loop stops at its first batch and waits for clicks in the widget.
     assert len(widget_views(cell_with(nb, "LabellingWidget(human)"))) == 1
