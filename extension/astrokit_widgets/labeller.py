@@ -139,7 +139,7 @@ class LabellingWidget(w.VBox):
             flux = self.loop.pool.get_rows([query.index], keys=("flux",))["flux"][0]
         meta = {"id": query.id, "redshift": None, "source": self.loop.pool.url}
         if self.viewer is not None:
-            self.viewer.clear()
+            self.viewer.clear(redraw=False)  # the add below draws once
             self.viewer.add(_grid_spectrum(wave, flux, meta), label=query.id)
             return
         from matplotlib.figure import Figure
@@ -195,12 +195,9 @@ class LabellingWidget(w.VBox):
             self.status = "error" if not self.loop.awaiting_labels else "awaiting_labels"
 
     def _after_answer(self) -> None:
-        if self.loop.pending:
-            self._show_current()
-        else:
-            self._show_current()
-            if self.auto_continue:
-                self._advance()
+        self._show_current()
+        if not self.loop.pending and self.auto_continue:
+            self._advance()
 
     # -- what a person does ----------------------------------------------------------------
     def label(self, name: str) -> None:
