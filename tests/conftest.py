@@ -127,3 +127,24 @@ def artifacts_dir(request) -> Path:
     path = ARTIFACTS / safe
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+# --- added by the data engineer (issue 3): one store fixture over both backends ------------
+@pytest.fixture(params=["file", pytest.param("s3", marks=pytest.mark.s3)])
+def any_store(request, tmp_path):
+    """An empty :class:`astrokit.store.Store`, once on ``file://`` and once on the S3 server.
+
+    Its shared area is ``<root>/shared`` and its user area ``<root>/users/test``.
+    """
+    from astrokit.store import open_store
+
+    if request.param == "file":
+        root = f"file://{tmp_path / 'store'}"
+        (tmp_path / "store").mkdir()
+        return open_store(root, user_url=f"{root}/users/test")
+    bucket = request.getfixturevalue("make_bucket")()
+    return open_store(
+        bucket,
+        storage_options=request.getfixturevalue("s3_store_options"),
+        user_url=f"{bucket}/users/test",
+    )
