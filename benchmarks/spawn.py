@@ -41,11 +41,12 @@ def _role(proc: psutil.Process) -> str:
         return "notebook"
     if "astrokit_spawner.cluster_manager" in cmd:
         return "scheduler_and_manager"
-    if "resource_tracker" in cmd:
-        return "helpers"
-    if "multiprocessing" in cmd or "spawn_main" in cmd:
+    parent = proc.parent()
+    parent_cmd = " ".join(parent.cmdline()) if parent is not None else ""
+    # Workers are forked by multiprocessing's fork server (or spawned by the manager).
+    if "forkserver" in parent_cmd or "spawn_main" in cmd:
         return "workers"
-    return "helpers"
+    return "helpers"  # the fork server, multiprocessing's resource tracker
 
 
 def idle_memory(hub: HubProcess, server_id: str, settle: float) -> dict:

@@ -212,17 +212,21 @@ def test_manager_exits_when_its_notebook_dies(tmp_path):
 
 def test_sigterm_stops_everything(tmp_path):
     m = Manager(tmp_path)
-    m.wait_state("ready")
-    procs = tagged_processes(m.server_id)
-    # The manager, two workers and multiprocessing's resource tracker.
-    assert m.proc.pid in {p.pid for p in procs}
-    assert len(procs) >= 3
-    left = asyncio.run(terminate_server([ProcessRef.of(m.proc.pid)], m.server_id, grace=20))
-    assert left == []
-    assert m.proc.wait(5) == 0
-    assert m.status()["state"] == "stopped"
-    assert not tagged_processes(m.server_id)
-    assert not any(p.is_running() and p.status() != psutil.STATUS_ZOMBIE for p in procs)
+    try:
+        m.wait_state("ready")
+        procs = tagged_processes(m.server_id)
+        # The manager, two workers and multiprocessing's helper processes.
+        assert m.proc.pid in {p.pid for p in procs}
+        assert len(procs) >= 3
+        refs = [ProcessRef.of(m.proc.pid)]
+        left = asyncio.run(terminate_server(refs, m.server_id, grace=20))
+        assert left == []
+        assert m.proc.wait(5) == 0
+        assert m.status()["state"] == "stopped"
+        assert not tagged_processes(m.server_id)
+        assert not any(p.is_running() and p.status() != psutil.STATUS_ZOMBIE for p in procs)
+    finally:
+        m.close()
 
 
 def test_scheduler_port_in_use_is_reported(tmp_path):
