@@ -165,6 +165,7 @@ async def run(spec: ClusterSpec) -> int:
     """Run the cluster until told to stop; returns the process exit code."""
     import dask
     from distributed import LocalCluster
+    from distributed.core import Status
     from distributed.diagnostics.plugin import SchedulerPlugin
 
     from astrokit.connect import WAKE_PLUGIN
@@ -259,6 +260,11 @@ async def run(spec: ClusterSpec) -> int:
             status.update(workers=len(scheduler.workers))
             if not _watched_alive(spec.watch_file):
                 logger.warning("notebook process is gone; shutting the cluster down")
+                break
+            if scheduler.status in (Status.closing, Status.closed, Status.failed):
+                # Exiting lets the spawner's poll() see the scheduler is gone.
+                status.update(state="failed", error=f"scheduler {scheduler.status.name}")
+                exit_code = 1
                 break
             await _wait(stop, 1.0)
     except Exception as exc:

@@ -240,3 +240,18 @@ def test_scheduler_port_in_use_is_reported(tmp_path):
             assert m.proc.wait(30) == 1
         finally:
             m.close()
+
+
+def test_manager_exits_when_its_scheduler_closes(tmp_path):
+    m = Manager(tmp_path)
+    try:
+        m.wait_state("ready")
+        client = Client(m.address, security=m.creds.security("client"), timeout="20s")
+        client.shutdown()  # closes the scheduler (and its workers) from the outside
+        client.close()
+        assert m.proc.wait(60) == 1
+        status = m.status()
+        assert status["state"] == "failed" and status["error"].startswith("scheduler ")
+        _wait(lambda: not tagged_processes(m.server_id), 30, "workers to exit")
+    finally:
+        m.close()
