@@ -59,11 +59,17 @@ def is_fits(url: str) -> bool:
 
 
 def looks_like_cutout(header: Any) -> bool:
-    """A 5-band image cube in the primary HDU: ``NAXIS = 3`` with 5 planes (``NAXIS3 = 5``)."""
+    """Whether a primary header announces a 5-band cutout (``astrokit.survey`` layouts).
+
+    Either a cube in the primary HDU (``NAXIS = 3`` with 5 planes), or an empty primary HDU
+    carrying the catalogue magnitudes ``MAG_U`` .. ``MAG_Z`` with one image HDU per band.
+    """
     try:
-        return int(header.get("NAXIS", 0)) == 3 and int(header.get("NAXIS3", 0)) == 5
+        if int(header.get("NAXIS", 0)) == 3 and int(header.get("NAXIS3", 0)) == 5:
+            return True
     except (TypeError, ValueError):
         return False
+    return all(f"MAG_{band}" in header for band in "UGRIZ")
 
 
 class StoreBrowser(w.VBox):
