@@ -1,0 +1,507 @@
+"""``read_spectrum``: one entry point that sniffs the format and returns a specutils Spectrum.
+
+Supported layouts (``meta["format"]``):
+
+==================  ============================================================================
+``lamost-lrs``      LAMOST LRS: 5-row primary image (flux, ivar, wavelength, andmask, ormask),
+                    CLASS/Z in the header; also the DR8+ layout (one-row table in HDU 1 with
+                    FLUX, IVAR, WAVELENGTH, ANDMASK... columns)
+``lamost-mrs``      LAMOST MRS: ``COADD_B``/``COADD_R`` tables (LOGLAM); ``band="B"|"R"`` picks
+                    one arm, default both arms joined (they do not overlap). No Z keyword:
+                    redshift = HELIO_RV / c.
+``sdss-spec``       SDSS/BOSS ``spec-*.fits``: ``COADD`` table (loglam, flux, ivar, and_mask) and
+                    ``SPECOBJ``/``SPALL`` (Z, CLASS)
+``sdss-spplate``    SDSS/BOSS ``spPlate``: 2-D primary image (fibers x pixels), wavelength from
+                    COEFF0/COEFF1; ``fiber=`` is the **1-based** fiber number (the FIBERID
+                    convention of SDSS catalogues), default 1. Flux only unless an IVAR
+                    extension exists; redshift None.
+``sdss-1d``         single SDSS spectrum as image HDUs (flux, ivar, loglam[, flags]) with
+                    COEFF0/COEFF1 (e.g. linetools' test file)
+``desi-coadd``      DESI ``coadd-*.fits`` through specutils' own loader; ``band="b"|"r"|"z"``
+                    (default ``"b"``), ``index=`` the 0-based target row (default 0)
+``table``           any FITS binary table with a wavelength column (WAVELENGTH/WAVE/LAMBDA/
+                    LOGLAM) and FLUX (+ IVAR/ERROR, MASK); AstroKit's synthetic spectra
+``fits-1d``         plain 1-D primary image with CRVAL1/CDELT1 (or CD1_1), linear or log10
+``text``            ASCII/CSV/ECSV tables with wavelength and flux columns
+==================  ============================================================================
+
+The returned :class:`specutils.Spectrum` has its spectral axis in Angstrom, flux with a unit,
+``uncertainty`` as :class:`~astropy.nddata.InverseVariance` (None only for flux-only
+formats), a boolean ``mask`` (True = bad: flagged, zero inverse variance or non-finite), and
+``meta`` with ``redshift`` (float or None), ``object_class``, ``format``, ``source``,
+``header`` and ``id``.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+from astropy import units as u
+from astropy.io import fits
+
+from astrokit.formats.errors import CorruptFileError, FormatError, UnknownFormatError
+from astrokit.formats.fitsio import is_fits, load_bytes, open_fits
+
+log = logging.getLogger(__name__)
+
+SDSS_FLUX_UNIT = u.Unit("1e-17 erg / (s cm2 Angstrom)")
+C_KMS = 299792.458
+_WAVE_COLUMNS = ("WAVELENGTH", "WAVE", "LAMBDA", "LOGLAM", "LOGLAMBDA")
+
+
+def _hdu_names(hdul: fits.HDUList) -> list[str]:
+    return [h.name.upper() for h in hdul]
+
+
+def sniff(hdul: fits.HDUList) -> str | None:
+    """Name of the spectrum format of an opened file, from headers only (None: unknown)."""
+    names = _hdu_names(hdul)
+    h0 = hdul[0].header
+    tele = str(h0.get("TELESCOP", "")).upper()
+    if tele == "LAMOST":
+        if "COADD_B" in names or "COADD_R" in names:
+            return "lamost-mrs"
+        if h0.get("NAXIS") == 2 and 3 <= int(h0.get("NAXIS2", 0)) <= 5:
+            return "lamost-lrs"
+        if len(hdul) > 1 and isinstance(hdul[1], fits.BinTableHDU):
+            cols = {c.upper() for c in hdul[1].columns.names}
+            if {"FLUX", "WAVELENGTH"} <= cols:
+                return "lamost-lrs"
+    if "FIBERMAP" in names and any(f"{b}_FLUX" in names for b in "BRZ"):
+        return "desi-coadd"
+    if "COADD" in names and isinstance(hdul[names.index("COADD")], fits.BinTableHDU):
+        return "sdss-spec"
+    has_coeff = "COEFF0" in h0 and "COEFF1" in h0
+    if has_coeff and h0.get("NAXIS") == 2 and int(h0.get("NAXIS2", 0)) > 1:
+        return "sdss-spplate"
+    if has_coeff and h0.get("NAXIS") == 1 and len(hdul) >= 2:
+        return "sdss-1d"
+    for h in hdul[1:]:
+        if isinstance(h, fits.BinTableHDU):
+            cols = {c.upper() for c in h.columns.names}
+            if "FLUX" in cols and cols & set(_WAVE_COLUMNS):
+                return "table"
+    if h0.get("NAXIS") == 1 and "CRVAL1" in h0 and ("CDELT1" in h0 or "CD1_1" in h0):
+        return "fits-1d"
+    return None
+
+
+def _mask_from(ivar: np.ndarray | None, flux: np.ndarray, *flags: np.ndarray | None) -> np.ndarray:
+    mask = ~np.isfinite(flux)
+    if ivar is not None:
+        mask |= ~np.isfinite(ivar) | (ivar <= 0)
+    for f in flags:
+        if f is not None:
+            mask |= np.asarray(f) != 0
+    return mask
+
+
+def _make(
+    wave: np.ndarray,
+    flux: np.ndarray,
+    ivar: np.ndarray | None,
+    mask: np.ndarray,
+    flux_unit: u.UnitBase,
+    meta: dict[str, Any],
+    name: str,
+):
+    from astropy.nddata import InverseVariance
+    from specutils import Spectrum
+
+    wave = np.asarray(wave, dtype=np.float64)
+    flux = np.asarray(flux, dtype=np.float64)
+    if wave.shape != flux.shape or wave.ndim != 1 or len(wave) < 2:
+        raise CorruptFileError(
+            name, f"wavelength shape {wave.shape} does not match flux shape {flux.shape}"
+        )
+    order = np.argsort(wave, kind="stable")
+    if not np.all(np.diff(wave[order]) > 0):
+        raise CorruptFileError(name, "wavelengths are not strictly increasing")
+    if np.any(order != np.arange(len(order))):
+        wave, flux, mask = wave[order], flux[order], mask[order]
+        ivar = None if ivar is None else ivar[order]
+    if not np.isfinite(flux).any():
+        raise CorruptFileError(name, "flux has no finite values")
+    flux = np.where(np.isfinite(flux), flux, 0.0)  # masked anyway; keep arithmetic NaN-free
+    unc = None
+    if ivar is not None:
+        ivar = np.where(np.isfinite(ivar) & (ivar > 0), ivar, 0.0)
+        unc = InverseVariance(ivar * flux_unit**-2)
+    return Spectrum(
+        spectral_axis=wave * u.AA,
+        flux=flux * flux_unit,
+        uncertainty=unc,
+        mask=np.asarray(mask, dtype=bool),
+        meta=meta,
+    )
+
+
+def _meta(fmt: str, name: str, header: fits.Header, *, z=None, cls=None, obj_id=None) -> dict:
+    z = None if z is None or not np.isfinite(float(z)) else float(z)
+    cls = None if cls is None or str(cls).strip() == "" else str(cls).strip()
+    return {
+        "redshift": z,
+        "object_class": cls,
+        "format": fmt,
+        "source": name,
+        "header": header,
+        "id": str(obj_id) if obj_id is not None else name.rsplit("/", 1)[-1],
+    }
+
+
+def _unit_from(text: Any, default: u.UnitBase, name: str) -> u.UnitBase:
+    if not text:
+        return default
+    import warnings
+
+    fixed = str(text).replace("Angstrom", "Ang").replace("Ang", "Angstrom")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # SDSS's "1E-17 erg/cm^2/s/Ang" has many slashes
+            return u.Unit(fixed, parse_strict="raise")
+    except ValueError:
+        log.debug("%s: unparseable flux unit %r, using %s", name, text, default)
+        return default
+
+
+# --- the readers ------------------------------------------------------------------------------
+def _lamost_lrs(hdul, name, **_):
+    h0 = hdul[0].header
+    if h0.get("NAXIS") == 2:
+        data = np.asarray(hdul[0].data, dtype=np.float64)
+        if data.shape[0] < 3:
+            raise CorruptFileError(name, f"LAMOST LRS image has {data.shape[0]} rows, expected 5")
+        flux, ivar, wave = data[0], data[1], data[2]
+        andmask = data[3] if data.shape[0] > 3 else None
+    else:
+        row = hdul[1].data[0]
+        cols = {c.upper(): c for c in hdul[1].columns.names}
+        flux = np.asarray(row[cols["FLUX"]], dtype=np.float64)
+        wave = np.asarray(row[cols["WAVELENGTH"]], dtype=np.float64)
+        ivar = np.asarray(row[cols["IVAR"]], dtype=np.float64) if "IVAR" in cols else None
+        andmask = np.asarray(row[cols["ANDMASK"]]) if "ANDMASK" in cols else None
+    mask = _mask_from(ivar, flux, andmask)
+    meta = _meta(
+        "lamost-lrs",
+        name,
+        h0,
+        z=h0.get("Z"),
+        cls=h0.get("CLASS"),
+        obj_id=h0.get("OBSID", h0.get("OBJNAME")),
+    )
+    meta["subclass"] = h0.get("SUBCLASS")
+    meta["note"] = "LAMOST fluxes are relatively calibrated"
+    return _make(wave, flux, ivar, mask, SDSS_FLUX_UNIT, meta, name)
+
+
+def _lamost_mrs(hdul, name, band: str | None = None, **_):
+    h0 = hdul[0].header
+    names = _hdu_names(hdul)
+    arms = ["B", "R"] if band is None else [band.upper()]
+    parts = []
+    for arm in arms:
+        ext = f"COADD_{arm}"
+        if ext not in names:
+            raise FormatError(name, f"LAMOST MRS file has no {ext} extension (band={band!r})")
+        t = hdul[ext].data
+        flux = np.asarray(t["FLUX"], dtype=np.float64).ravel()
+        ivar = np.asarray(t["IVAR"], dtype=np.float64).ravel()
+        wave = 10 ** np.asarray(t["LOGLAM"], dtype=np.float64).ravel()
+        andmask = np.asarray(t["ANDMASK"]).ravel() if "ANDMASK" in t.columns.names else None
+        parts.append((wave, flux, ivar, _mask_from(ivar, flux, andmask)))
+    wave, flux, ivar, mask = (np.concatenate([p[i] for p in parts]) for i in range(4))
+    rv = h0.get("HELIO_RV")
+    z = float(rv) / C_KMS if rv is not None else None  # MRS headers carry an RV, not a Z
+    meta = _meta(
+        "lamost-mrs",
+        name,
+        h0,
+        z=z,
+        cls=h0.get("CLASS", h0.get("OBJTYPE")),
+        obj_id=h0.get("OBSID", h0.get("OBJNAME")),
+    )
+    meta["band"] = "".join(arms)
+    return _make(wave, flux, ivar, mask, u.dimensionless_unscaled, meta, name)
+
+
+def _sdss_spec(hdul, name, **_):
+    h0 = hdul[0].header
+    t = hdul["COADD"].data
+    cols = {c.lower(): c for c in t.columns.names}
+    flux = np.asarray(t[cols["flux"]], dtype=np.float64)
+    wave = 10 ** np.asarray(t[cols["loglam"]], dtype=np.float64)
+    ivar = np.asarray(t[cols["ivar"]], dtype=np.float64)
+    andmask = np.asarray(t[cols["and_mask"]]) if "and_mask" in cols else None
+    z = cls = obj_id = None
+    names = _hdu_names(hdul)
+    for ext in ("SPECOBJ", "SPALL"):
+        if ext in names:
+            row = hdul[ext].data[0]
+            cn = {c.upper(): c for c in hdul[ext].columns.names}
+            z = row[cn["Z"]] if "Z" in cn else None
+            cls = row[cn["CLASS"]] if "CLASS" in cn else None
+            obj_id = row[cn["SPECOBJID"]] if "SPECOBJID" in cn else None
+            break
+    unit = _unit_from(h0.get("BUNIT"), SDSS_FLUX_UNIT, name)
+    meta = _meta("sdss-spec", name, h0, z=z, cls=cls, obj_id=obj_id)
+    return _make(wave, flux, ivar, _mask_from(ivar, flux, andmask), unit, meta, name)
+
+
+def _coeff_wave(header, npix: int) -> np.ndarray:
+    return 10 ** (float(header["COEFF0"]) + float(header["COEFF1"]) * np.arange(npix))
+
+
+def _sdss_spplate(hdul, name, fiber: int | None = None, **_):
+    h0 = hdul[0].header
+    data = hdul[0].data
+    nfib = data.shape[0]
+    fiber = 1 if fiber is None else int(fiber)
+    if not 1 <= fiber <= nfib:
+        raise FormatError(name, f"fiber={fiber} out of range: spPlate has fibers 1..{nfib}")
+    flux = np.asarray(data[fiber - 1], dtype=np.float64)
+    ivar = None
+    flags = None
+    names = _hdu_names(hdul)
+    ivar_hdu = len(hdul) > 1 and names[1] in ("IVAR", "") and hdul[1].data is not None
+    if ivar_hdu and getattr(hdul[1].data, "shape", None) == data.shape:
+        ivar = np.asarray(hdul[1].data[fiber - 1], dtype=np.float64)
+    if len(hdul) > 2 and getattr(hdul[2].data, "shape", None) == data.shape:
+        flags = np.asarray(hdul[2].data[fiber - 1])
+    wave = _coeff_wave(h0, flux.size)
+    plate = h0.get("PLATEID", "")
+    meta = _meta("sdss-spplate", name, h0, obj_id=f"{plate}-{h0.get('MJD', '')}-{fiber:04d}")
+    meta["fiber"] = fiber
+    unit = _unit_from(h0.get("BUNIT"), SDSS_FLUX_UNIT, name)
+    return _make(wave, flux, ivar, _mask_from(ivar, flux, flags), unit, meta, name)
+
+
+def _sdss_1d(hdul, name, **_):
+    h0 = hdul[0].header
+    flux = np.asarray(hdul[0].data, dtype=np.float64)
+    ivar = np.asarray(hdul[1].data, dtype=np.float64) if hdul[1].data is not None else None
+    if ivar is not None and ivar.shape != flux.shape:
+        raise CorruptFileError(name, f"ivar shape {ivar.shape} != flux shape {flux.shape}")
+    wave = _coeff_wave(h0, flux.size)
+    if len(hdul) > 2 and getattr(hdul[2].data, "shape", None) == flux.shape:
+        loglam = np.asarray(hdul[2].data, dtype=np.float64)
+        if np.all(np.abs(10**loglam - wave) < 1.0):  # HDU 2 is log10(lambda): trust it
+            wave = 10**loglam
+    meta = _meta("sdss-1d", name, h0, z=h0.get("Z"), cls=h0.get("CLASS"), obj_id=h0.get("NAME"))
+    unit = _unit_from(h0.get("BUNIT"), SDSS_FLUX_UNIT, name)
+    return _make(wave, flux, ivar, _mask_from(ivar, flux), unit, meta, name)
+
+
+def _desi_coadd(hdul, name, band: str | None = None, index: int | None = None, **_):
+    import warnings
+
+    from specutils.io.default_loaders.desi import coadd_loader
+
+    band = (band or "b").lower()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            spectra = coadd_loader(hdul)
+    except (KeyError, ValueError, TypeError) as exc:
+        raise CorruptFileError(name, f"DESI coadd unreadable by specutils ({exc})") from exc
+    bands = [s.meta.get("band") for s in spectra]
+    if band not in bands:
+        raise FormatError(name, f"band={band!r} not in this DESI file (has {bands})")
+    spec = spectra[bands.index(band)]
+    flux2d = np.atleast_2d(spec.flux.value)
+    index = 0 if index is None else int(index)
+    if not 0 <= index < flux2d.shape[0]:
+        raise FormatError(name, f"index={index} out of range: {flux2d.shape[0]} targets (0-based)")
+    ivar = np.atleast_2d(spec.uncertainty.array)[index] if spec.uncertainty is not None else None
+    flags = np.atleast_2d(spec.mask)[index] if spec.mask is not None else None
+    h0 = hdul[0].header
+    fibermap = hdul["FIBERMAP"].data
+    target = fibermap["TARGETID"][index] if "TARGETID" in fibermap.columns.names else index
+    z = None
+    for ext in ("REDSHIFTS", "ZCATALOG"):
+        if ext in _hdu_names(hdul):
+            z = hdul[ext].data["Z"][index]
+    meta = _meta("desi-coadd", name, h0, z=z, obj_id=target)
+    meta.update(band=band, index=index)
+    wave = spec.spectral_axis.to_value(u.AA)
+    return _make(
+        wave,
+        flux2d[index],
+        ivar,
+        _mask_from(ivar, flux2d[index], flags),
+        spec.flux.unit,
+        meta,
+        name,
+    )
+
+
+def _table(hdul, name, **_):
+    h0 = hdul[0].header
+    for h in hdul[1:]:
+        if not isinstance(h, fits.BinTableHDU):
+            continue
+        cols = {c.upper(): c for c in h.columns.names}
+        wcol = next((cols[c] for c in _WAVE_COLUMNS if c in cols), None)
+        if wcol is None or "FLUX" not in cols:
+            continue
+        t = h.data
+        wave = np.asarray(t[wcol], dtype=np.float64).ravel()
+        if wcol.upper().startswith("LOGLAM"):
+            wave = 10**wave
+        else:
+            wunit = h.columns[wcol].unit
+            if wunit:
+                wave = (wave * u.Unit(wunit)).to_value(u.AA, equivalencies=u.spectral())
+        flux = np.asarray(t[cols["FLUX"]], dtype=np.float64).ravel()
+        ivar = None
+        if "IVAR" in cols:
+            ivar = np.asarray(t[cols["IVAR"]], dtype=np.float64).ravel()
+        else:
+            ecol = next(
+                (cols[c] for c in ("ERROR", "ERR", "SIGMA", "UNCERTAINTY") if c in cols), None
+            )
+            if ecol is not None:
+                err = np.asarray(t[ecol], dtype=np.float64).ravel()
+                with np.errstate(divide="ignore"):
+                    ivar = np.where(err > 0, 1.0 / err**2, 0.0)
+        flags = np.asarray(t[cols["MASK"]]).ravel() if "MASK" in cols else None
+        unit = _unit_from(
+            h.columns[cols["FLUX"]].unit or h0.get("BUNIT"), u.dimensionless_unscaled, name
+        )
+        meta = _meta("table", name, h0, z=h0.get("Z"), cls=h0.get("CLASS"), obj_id=h0.get("OBJID"))
+        return _make(wave, flux, ivar, _mask_from(ivar, flux, flags), unit, meta, name)
+    raise FormatError(name, "no binary table with wavelength and FLUX columns")
+
+
+def _fits_1d(hdul, name, **_):
+    h0 = hdul[0].header
+    flux = np.asarray(hdul[0].data, dtype=np.float64)
+    step = float(h0.get("CDELT1", h0.get("CD1_1")))
+    pix = np.arange(flux.size) + 1 - float(h0.get("CRPIX1", 1))
+    wave = float(h0["CRVAL1"]) + step * pix
+    if int(h0.get("DC-FLAG", 0)) == 1:
+        wave = 10**wave
+    wunit = h0.get("CUNIT1")
+    if wunit:
+        wave = (wave * u.Unit(wunit)).to_value(u.AA, equivalencies=u.spectral())
+    unit = _unit_from(h0.get("BUNIT"), u.dimensionless_unscaled, name)
+    meta = _meta(
+        "fits-1d",
+        name,
+        h0,
+        z=h0.get("Z", h0.get("REDSHIFT")),
+        cls=h0.get("CLASS"),
+        obj_id=h0.get("OBJECT"),
+    )
+    return _make(wave, flux, None, _mask_from(None, flux), unit, meta, name)
+
+
+def _text(data: bytes, name: str):
+    from astropy.table import Table
+
+    text = data.decode("utf-8", errors="strict")
+    try:
+        fmt = "ascii.ecsv" if text.startswith("# %ECSV") else "ascii"
+        t = Table.read(io.StringIO(text), format=fmt)
+    except Exception as exc:  # astropy's ascii readers raise many types
+        raise UnknownFormatError(name, f"neither FITS nor a readable text table ({exc})") from exc
+    cols = {c.lower(): c for c in t.colnames}
+    wcol = next((cols[c] for c in ("wavelength", "wave", "lambda", "lam") if c in cols), None)
+    if wcol is None or "flux" not in cols:
+        raise UnknownFormatError(
+            name, f"text table needs 'wavelength' and 'flux' columns, has {t.colnames}"
+        )
+    wave = np.asarray(t[wcol], dtype=np.float64)
+    if t[wcol].unit is not None:
+        wave = (wave * t[wcol].unit).to_value(u.AA, equivalencies=u.spectral())
+    flux = np.asarray(t[cols["flux"]], dtype=np.float64)
+    ivar = None
+    if "ivar" in cols:
+        ivar = np.asarray(t[cols["ivar"]], dtype=np.float64)
+    elif "error" in cols or "uncertainty" in cols:
+        err = np.asarray(t[cols.get("error") or cols["uncertainty"]], dtype=np.float64)
+        with np.errstate(divide="ignore"):
+            ivar = np.where(err > 0, 1.0 / err**2, 0.0)
+    flags = np.asarray(t[cols["mask"]]) if "mask" in cols else None
+    unit = t[cols["flux"]].unit or u.dimensionless_unscaled
+    z = t.meta.get("redshift", t.meta.get("z")) if t.meta else None
+    meta = _meta("text", name, fits.Header(), z=z, cls=(t.meta or {}).get("object_class"))
+    return _make(wave, flux, ivar, _mask_from(ivar, flux, flags), unit, meta, name)
+
+
+READERS: dict[str, Callable[..., Any]] = {
+    "lamost-lrs": _lamost_lrs,
+    "lamost-mrs": _lamost_mrs,
+    "sdss-spec": _sdss_spec,
+    "sdss-spplate": _sdss_spplate,
+    "sdss-1d": _sdss_1d,
+    "desi-coadd": _desi_coadd,
+    "table": _table,
+    "fits-1d": _fits_1d,
+}
+
+
+def read_spectrum(
+    source: Any,
+    *,
+    store: Any = None,
+    format: str | None = None,
+    fiber: int | None = None,
+    band: str | None = None,
+    index: int | None = None,
+):
+    """Read one spectrum from a URL, path, bytes or file-like object.
+
+    Parameters
+    ----------
+    source : str, bytes or file-like
+        ``file://``/``s3://`` URL, local path, or the file's content.
+    store : Store, optional
+        Store to read through (default: resolved from the URL and environment).
+    format : str, optional
+        Force a format (see the module docstring); default: sniffed from the headers.
+    fiber : int, optional
+        spPlate only: 1-based fiber number (default 1).
+    band : str, optional
+        LAMOST MRS arm (``"B"``/``"R"``, default both) or DESI arm (``"b"``/``"r"``/``"z"``,
+        default ``"b"``).
+    index : int, optional
+        DESI only: 0-based target row (default 0).
+
+    Returns
+    -------
+    specutils.Spectrum
+
+    Raises
+    ------
+    UnknownFormatError
+        No reader recognises the file.
+    CorruptFileError
+        Truncated, not FITS/text, or unusable content.
+    FormatError
+        Bad selection (fiber/band/index) or unreadable source; all name the file.
+    """
+    data, name = load_bytes(source, store)
+    if not is_fits(data):
+        if format not in (None, "text"):
+            raise CorruptFileError(name, f"not a FITS file, cannot read as {format!r}")
+        return _text(data, name)
+    with open_fits(data, name) as hdul:
+        fmt = format or sniff(hdul)
+        if fmt is None:
+            raise UnknownFormatError(
+                name, f"not a recognised spectrum layout; supported: {', '.join(READERS)}, text"
+            )
+        if fmt not in READERS:
+            raise FormatError(name, f"unknown format {fmt!r}; expected one of {sorted(READERS)}")
+        try:
+            return READERS[fmt](hdul, name, fiber=fiber, band=band, index=index)
+        except FormatError:
+            raise
+        except (KeyError, IndexError, ValueError, TypeError, AttributeError) as exc:
+            raise CorruptFileError(
+                name, f"not a valid {fmt} file ({type(exc).__name__}: {exc})"
+            ) from exc
