@@ -57,6 +57,8 @@ POOL_VERSION = 1
 POOL_MANIFEST = "pool.json"
 #: Default partition size in MB, as the photo-z shards (CAI's 25 MB).
 DEFAULT_PARTITION_MB = 25.0
+#: Running-median window (grid pixels) of the continuum :func:`preprocess` removes.
+DEFAULT_CONTINUUM_WINDOW = 41
 # Standardised flux is clipped: one cosmic ray or a bad calibration edge must not dominate
 # a batch's gradient, and real lines stay well inside this range.
 _CLIP = 50.0
@@ -104,8 +106,9 @@ def preprocess(
     *,
     ivar: np.ndarray | None = None,
     mask: np.ndarray | None = None,
+    continuum: int | None = DEFAULT_CONTINUUM_WINDOW,
 ) -> np.ndarray:
-    """Resample spectra onto ``grid`` and standardise them.
+    """Resample spectra onto ``grid``, remove the continuum and standardise them.
 
     Parameters
     ----------
@@ -115,12 +118,19 @@ def preprocess(
     grid : LogGrid
     ivar, mask : ndarray, optional
         Same shape as ``flux``; pixels with ``ivar <= 0`` or ``mask`` True are ignored.
+    continuum : int or None
+        Width in grid pixels of the running median taken as the continuum and subtracted
+        (None: subtract only the overall median). Removing it leaves the lines — what tells
+        the classes apart — in units of the noise, whatever the flux calibration, reddening
+        or instrument response; features much wider than the window are removed with it.
 
     Returns
     -------
     ndarray, float32, shape (grid.n,) or (n, grid.n)
-        ``(flux - median) / (1.4826 MAD)`` on the grid, 0 where the input has no coverage.
+        ``(flux - continuum) / (1.4826 MAD)`` on the grid, 0 where the input has no coverage.
     """
+    from scipy.ndimage import median_filter
+
     wave = np.asarray(wave, dtype=np.float64)
     flux = np.asarray(flux, dtype=np.float64)
     single = flux.ndim == 1
@@ -149,11 +159,18 @@ def preprocess(
         finite = np.isfinite(row)
         if finite.sum() < 2:
             continue
-        median = np.median(row[finite])
-        scale = 1.4826 * np.median(np.abs(row[finite] - median))
+        if continuum:
+            # fill gaps by interpolation so the running median sees no NaN
+            idx = np.arange(row.size)
+            filled = np.interp(idx, idx[finite], row[finite])
+            residual = filled - median_filter(filled, size=int(continuum), mode="nearest")
+        else:
+            residual = row - np.median(row[finite])
+        centre = np.median(residual[finite])
+        scale = 1.4826 * np.median(np.abs(residual[finite] - centre))
         if not np.isfinite(scale) or scale <= 0:
-            scale = np.std(row[finite]) or 1.0
-        row = np.clip((row - median) / scale, -_CLIP, _CLIP)
+            scale = np.std(residual[finite]) or 1.0
+        row = np.clip((residual - centre) / scale, -_CLIP, _CLIP)
         out[i] = np.where(finite, row, 0.0)
     return out[0] if single else out
 
