@@ -3,7 +3,7 @@
 :func:`line_spectra` draws spectra directly on a pool grid: a sloped continuum with Gaussian
 noise, and class-dependent features at a random redshift —
 
-``emission``     narrow H-alpha, [O III] 5007 and H-beta emission (a minority, as in Škoda et al. 2020);
+``emission``     narrow H-alpha, [O III] and H-beta emission (a minority, as in Škoda et al. 2020);
 ``absorption``   Ca II H+K, Mg b and Na D absorption (the majority);
 ``broadline``    one broad H-alpha (+H-beta) emission line (rare);
 ``featureless``  continuum only.
