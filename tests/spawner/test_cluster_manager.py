@@ -183,6 +183,10 @@ def test_idle_cluster_releases_workers_and_connect_wakes_it(tmp_path, monkeypatc
     try:
         m.wait_state("ready")
         _wait(lambda: m.status().get("workers") == 0, 90, "idle workers to be released")
+        # A bare client's work scales the cluster up again on its own (adaptive).
+        with Client(m.address, security=m.creds.security("client"), timeout="20s") as bare:
+            assert bare.submit(len, [1, 2, 3]).result(timeout=60) == 3
+        _wait(lambda: m.status().get("workers") == 0, 90, "workers to be released again")
         for key, value in m.client_env().items():
             monkeypatch.setenv(key, value)
         with connect(timeout=60) as client:
