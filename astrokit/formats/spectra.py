@@ -34,7 +34,6 @@ formats), a boolean ``mask`` (True = bad: flagged, zero inverse variance or non-
 
 from __future__ import annotations
 
-import io
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -400,14 +399,27 @@ def _fits_1d(hdul, name, **_):
 
 
 def _text(data: bytes, name: str):
+    from astropy.io import ascii
     from astropy.table import Table
 
-    text = data.decode("utf-8", errors="strict")
     try:
-        fmt = "ascii.ecsv" if text.startswith("# %ECSV") else "ascii"
-        t = Table.read(io.StringIO(text), format=fmt)
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise UnknownFormatError(name, "neither FITS nor a text table (binary content)") from exc
+    first = text.lstrip().splitlines()[0] if text.strip() else ""
+    if text.startswith("# %ECSV"):
+        fmt = "ecsv"
+    elif "," in first:
+        fmt = "csv"
+    else:
+        fmt = "basic"
+    try:
+        t = Table(ascii.read(text, format=fmt))
     except Exception as exc:  # astropy's ascii readers raise many types
-        raise UnknownFormatError(name, f"neither FITS nor a readable text table ({exc})") from exc
+        reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        raise UnknownFormatError(
+            name, f"neither FITS nor a readable text table ({fmt}: {reason})"
+        ) from exc
     cols = {c.lower(): c for c in t.colnames}
     wcol = next((cols[c] for c in ("wavelength", "wave", "lambda", "lam") if c in cols), None)
     if wcol is None or "flux" not in cols:

@@ -77,6 +77,7 @@ def test_spectra_classes_noise_masks():
 
 def test_make_survey_writes_files_and_catalogues(any_store):
     import pandas as pd
+
     from astrokit.formats import read_cutout, read_spectrum
 
     out = any_store.join("users/test/survey")

@@ -1,0 +1,266 @@
+"""Readers on real LAMOST/SDSS/BOSS/DESI files and on broken inputs."""
+
+from __future__ import annotations
+
+import io
+import shutil
+
+import numpy as np
+import pytest
+from astropy import units as u
+from astropy.io import fits
+from astropy.nddata import InverseVariance
+
+from astrokit.formats import (
+    BandOrderError,
+    CorruptFileError,
+    CutoutShapeError,
+    FormatError,
+    UnknownFormatError,
+    read_cutout,
+    read_header,
+    read_spectrum,
+)
+from astrokit.survey import cutout_fits_bytes, spectrum_fits_bytes, synth_galaxies, synth_spectra
+
+
+def _check_spectrum(spec):
+    assert spec.spectral_axis.unit == u.AA
+    assert np.all(np.diff(spec.spectral_axis.value) > 0)
+    assert spec.mask.dtype == bool and spec.mask.shape == spec.flux.shape
+    assert np.isfinite(spec.flux.value).all()
+    for key in ("redshift", "object_class", "format", "source", "header", "id"):
+        assert key in spec.meta
+
+
+def test_lamost_lrs_real(lamost_files):
+    spec = read_spectrum(lamost_files["lrs"])
+    _check_spectrum(spec)
+    assert spec.meta["format"] == "lamost-lrs"
+    assert spec.meta["redshift"] == pytest.approx(-0.00017162)
+    assert spec.meta["object_class"] == "STAR"
+    assert len(spec.flux) == 3909
+    assert 3690 < spec.spectral_axis[0].value < 3710
+    assert isinstance(spec.uncertainty, InverseVariance)
+    # LRS row 1 is the inverse variance: the uncertainty equals it where unmasked
+    with fits.open(lamost_files["lrs"]) as h:
+        ivar = h[0].data[1]
+    good = ~spec.mask
+    np.testing.assert_allclose(spec.uncertainty.array[good], ivar[good], rtol=1e-6)
+
+
+def test_lamost_mrs_real_bands(lamost_files):
+    both = read_spectrum(lamost_files["mrs"])
+    blue = read_spectrum(lamost_files["mrs"], band="B")
+    red = read_spectrum(lamost_files["mrs"], band="R")
+    _check_spectrum(both)
+    assert both.meta["format"] == "lamost-mrs"
+    assert len(both.flux) == len(blue.flux) + len(red.flux) == 4151 + 3726
+    assert blue.spectral_axis.max() < red.spectral_axis.min()
+    # MRS has HELIO_RV, not Z: redshift = rv / c
+    assert both.meta["redshift"] == pytest.approx(-10.97296 / 299792.458)
+    with pytest.raises(FormatError, match="COADD_X"):
+        read_spectrum(lamost_files["mrs"], band="X")
+
+
+def test_sdss_and_desi_real(real_spectra_dir):
+    plate = real_spectra_dir / "spPlate-4055-55359-0020.fits"
+    s1 = read_spectrum(plate)
+    s20 = read_spectrum(plate, fiber=20)
+    _check_spectrum(s20)
+    assert s20.meta["format"] == "sdss-spplate" and s20.meta["fiber"] == 20
+    assert s1.meta["redshift"] is None and s1.uncertainty is None  # flux-only file
+    with fits.open(plate) as h:
+        np.testing.assert_allclose(s20.flux.value, h[0].data[19], rtol=1e-6)
+        c0, c1 = h[0].header["COEFF0"], h[0].header["COEFF1"]
+    assert s20.spectral_axis[0].value == pytest.approx(10**c0)
+    assert s20.spectral_axis[10].value == pytest.approx(10 ** (c0 + 10 * c1))
+    with pytest.raises(FormatError, match=r"fiber=21 out of range: spPlate has fibers 1\.\.20"):
+        read_spectrum(plate, fiber=21)
+
+    one = read_spectrum(real_spectra_dir / "SDSSJ220248.31+123656.3.fits")
+    _check_spectrum(one)
+    assert one.meta["format"] == "sdss-1d" and isinstance(one.uncertainty, InverseVariance)
+
+    desi = real_spectra_dir / "coadd-sv3-dark-26065.fits"
+    d = read_spectrum(desi, band="z", index=4)
+    _check_spectrum(d)
+    assert d.meta["format"] == "desi-coadd" and d.meta["band"] == "z"
+    with fits.open(desi) as h:
+        np.testing.assert_allclose(d.flux.value, h["Z_FLUX"].data[4], rtol=1e-6)
+        assert d.meta["id"] == str(h["FIBERMAP"].data["TARGETID"][4])
+    with pytest.raises(FormatError, match="index=5 out of range"):
+        read_spectrum(desi, index=5)
+
+
+def test_sdss_spec_layout_from_real_plate(real_spectra_dir, tmp_path):
+    """A spec-*.fits (COADD + SPECOBJ) built from a real BOSS fiber: redshift from SPECOBJ.Z."""
+    with fits.open(real_spectra_dir / "spPlate-4055-55359-0020.fits") as h:
+        flux = h[0].data[3].astype(np.float32)
+        loglam = h[0].header["COEFF0"] + h[0].header["COEFF1"] * np.arange(flux.size)
+    ivar = np.full_like(flux, 4.0)
+    ivar[100:110] = 0
+    and_mask = np.zeros(flux.size, np.int32)
+    and_mask[200] = 1 << 23
+    coadd = fits.BinTableHDU.from_columns(
+        [
+            fits.Column("flux", "E", array=flux),
+            fits.Column("loglam", "E", array=loglam.astype(np.float32)),
+            fits.Column("ivar", "E", array=ivar),
+            fits.Column("and_mask", "J", array=and_mask),
+        ],
+        name="COADD",
+    )
+    specobj = fits.BinTableHDU.from_columns(
+        [fits.Column("Z", "E", array=[0.4321]), fits.Column("CLASS", "6A", array=["GALAXY"])],
+        name="SPECOBJ",
+    )
+    path = tmp_path / "spec-4055-55359-0004.fits"
+    fits.HDUList([fits.PrimaryHDU(), coadd, specobj]).writeto(path)
+    spec = read_spectrum(path)
+    _check_spectrum(spec)
+    assert spec.meta["format"] == "sdss-spec"
+    assert spec.meta["redshift"] == pytest.approx(0.4321, rel=1e-6)
+    assert spec.meta["object_class"] == "GALAXY"
+    assert spec.mask[100:110].all() and spec.mask[200] and not spec.mask[300]
+
+
+def test_store_and_s3_paths(any_store, lamost_files):
+    url = any_store.join("users/test/lamost.fits.gz")
+    any_store.write_bytes(url, lamost_files["lrs"].read_bytes())
+    spec = read_spectrum(url, store=any_store)
+    assert spec.meta["object_class"] == "STAR" and spec.meta["source"] == url
+    hdr = read_header(url, store=any_store)
+    assert hdr["CLASS"] == "STAR"
+
+
+def test_read_header_reads_only_needed_bytes(real_spectra_dir):
+    path = real_spectra_dir / "coadd-sv3-dark-26065.fits"
+
+    class Counting(io.FileIO):
+        read_total = 0
+
+        def read(self, n=-1):
+            out = super().read(n)
+            Counting.read_total += len(out)
+            return out
+
+    with Counting(path) as fh:
+        hdr = read_header(fh, hdu=4)
+    assert hdr["EXTNAME"] == "B_FLUX"
+    assert Counting.read_total < path.stat().st_size / 4
+
+
+def test_truncated_corrupt_unknown(tmp_path, lamost_files, real_spectra_dir):
+    raw = (real_spectra_dir / "spPlate-4055-55359-0020.fits").read_bytes()
+    cut = tmp_path / "cut.fits"
+    cut.write_bytes(raw[: len(raw) // 2])
+    with pytest.raises(CorruptFileError, match=r"cut\.fits: truncated"):
+        read_spectrum(cut)
+    gz = tmp_path / "cut.fits.gz"
+    gz.write_bytes(lamost_files["lrs"].read_bytes()[:5000])
+    with pytest.raises(CorruptFileError, match="gzip"):
+        read_spectrum(gz)
+    junk = tmp_path / "junk.fits"
+    junk.write_bytes(b"\x00\x01 definitely not a spectrum" * 10)
+    with pytest.raises(UnknownFormatError, match=r"junk\.fits"):
+        read_spectrum(junk)
+    odd = tmp_path / "image2d.fits"
+    fits.PrimaryHDU(np.zeros((3, 3, 3), np.float32)).writeto(odd)
+    with pytest.raises(UnknownFormatError, match="not a recognised spectrum layout"):
+        read_spectrum(odd)
+    with pytest.raises(FormatError, match="no such file"):
+        read_spectrum(tmp_path / "missing.fits")
+
+
+def test_synthetic_table_and_text(tmp_path):
+    s = synth_spectra(2, seed=1)
+    data = spectrum_fits_bytes(
+        s["wave"], s["flux"][0], s["ivar"][0], s["mask"][0],
+        z=float(s["z"][0]), object_class=str(s["object_class"][0]), obj_id="x1",
+    )  # fmt: skip
+    spec = read_spectrum(data)
+    _check_spectrum(spec)
+    assert spec.meta["format"] == "table" and spec.meta["id"] == "x1"
+    assert spec.flux.unit == u.Unit("1e-17 erg / (s cm2 Angstrom)")
+    np.testing.assert_array_equal(spec.mask, s["mask"][0] | (s["ivar"][0] <= 0))
+    csv = tmp_path / "spec.csv"
+    csv.write_text("wavelength,flux,error\n4000,1.0,0.1\n4001,2.0,0.1\n4002,1.5,0\n")
+    t = read_spectrum(csv)
+    assert t.meta["format"] == "text" and t.mask.tolist() == [False, False, True]
+    bad = tmp_path / "bad.csv"
+    bad.write_text("a,b\n1,2\n")
+    with pytest.raises(UnknownFormatError, match="'wavelength' and 'flux'"):
+        read_spectrum(bad)
+
+
+# --- cutouts ----------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def gal():
+    return synth_galaxies(3, seed=11)
+
+
+def test_cutout_cube_and_per_band(gal, tmp_path):
+    for per_band in (False, True):
+        data = cutout_fits_bytes(
+            gal["images"][0], gal["mags"][0], gal["z"][0], "g0", per_band=per_band
+        )
+        c = read_cutout(data)
+        assert c.image.shape == (5, 32, 32) and c.image.dtype == np.float32
+        np.testing.assert_array_equal(c.image, gal["images"][0])
+        np.testing.assert_allclose(c.magnitudes, gal["mags"][0])
+        assert c.redshift == pytest.approx(float(gal["z"][0])) and c.id == "g0"
+        assert c.bands == ("u", "g", "r", "i", "z") and c.nan_count == 0
+
+
+def test_cutout_band_reordering_and_errors(gal, tmp_path):
+    img = gal["images"][1]
+    # per-band HDUs in the order z, i, r, g, u: reordered by name
+    hdus = [fits.PrimaryHDU()]
+    for b in reversed(range(5)):
+        h = fits.ImageHDU(img[b])
+        h.header["FILTER"] = "ugriz"[b]
+        hdus.append(h)
+    buf = io.BytesIO()
+    fits.HDUList(hdus).writeto(buf)
+    np.testing.assert_array_equal(read_cutout(buf.getvalue()).image, img)
+    assert read_cutout(buf.getvalue()).redshift is None
+
+    def cube(data, bands=None):
+        hdu = fits.PrimaryHDU(data)
+        if bands:
+            hdu.header["BANDS"] = bands
+        b = io.BytesIO()
+        hdu.writeto(b)
+        return b.getvalue()
+
+    with pytest.raises(CutoutShapeError, match=r"4 bands .* expected 5"):
+        read_cutout(cube(img[:4], "ugri"))
+    with pytest.raises(BandOrderError, match="exactly once"):
+        read_cutout(cube(img, "uggiz"))
+    with pytest.raises(CutoutShapeError, match=r"expected \(64, 64\)"):
+        read_cutout(cube(img, "ugriz"), shape=(64, 64))
+    with pytest.raises(CutoutShapeError, match="no image data"):
+        read_cutout(cube(None))
+    full = cube(img, "ugriz")
+    with pytest.raises(CorruptFileError, match="truncated"):
+        read_cutout(full[: len(full) - 4000])
+
+
+def test_cutout_nan_policy(gal):
+    img = gal["images"][2].copy()
+    img[2, 5:7, 5:9] = np.nan
+    img[0, 0, 0] = np.inf
+    c = read_cutout(cutout_fits_bytes(img, gal["mags"][2], None, "n"))
+    assert c.nan_count == 9
+    assert np.isfinite(c.image).all() and c.image[2, 5, 5] == 0.0
+    img[:, :20] = np.nan
+    with pytest.raises(CorruptFileError, match="NaN/inf"):
+        read_cutout(cutout_fits_bytes(img, gal["mags"][2], None, "n"))
+
+
+def test_cutout_from_store(any_store, gal, tmp_path):
+    url = any_store.join("users/test/c.fits")
+    any_store.write_bytes(url, cutout_fits_bytes(gal["images"][0], gal["mags"][0], 0.1, "c"))
+    assert read_cutout(url, store=any_store).id == "c"
+    shutil.rmtree(tmp_path, ignore_errors=True)
