@@ -5,21 +5,18 @@ Started by ``make run`` as ``jupyterhub -f deploy/local/jupyterhub_config.py`` w
 ``ASTROKIT_RUN_DIR`` set (everything mutable lives there: database, cookie secret, password,
 per-server state, homes and the store) and configurable-http-proxy on PATH.
 
-Settings read from the environment (all optional except the run dir):
+Settings read from the environment (all optional; defaults in brackets):
 
-==============================  ================================================  ========
-variable                        meaning                                           default
-==============================  ================================================  ========
-ASTROKIT_RUN_DIR                state directory                                   ./.run
-ASTROKIT_HUB_IP / _PORT         where the hub listens                             127.0.0.1:8000
-ASTROKIT_SHARED_PASSWORD        password for every (non-admin) user               generated
-ASTROKIT_ADMIN_USER             the administrator's user name                     admin
-ASTROKIT_STORE_URL              object store root                                 <run>/store
-ASTROKIT_CULL_TIMEOUT           seconds before an idle server is stopped          3600
-ASTROKIT_CULL_EVERY             seconds between idle checks                       300
-ASTROKIT_CLUSTER_IDLE_TIMEOUT   seconds before idle Dask workers are released     600
-ASTROKIT_CLUSTER_IDLE_MINIMUM   workers kept while idle                           0
-==============================  ================================================  ========
+- ASTROKIT_RUN_DIR: state directory [./.run]
+- ASTROKIT_HUB_IP, ASTROKIT_HUB_PORT: where the hub listens [127.0.0.1, 8000]
+- ASTROKIT_SHARED_PASSWORD: password for every non-admin user [generated]
+- ASTROKIT_ADMIN_USER: the administrator's user name [admin]
+- ASTROKIT_STORE_URL: object store root [<run>/store]
+- ASTROKIT_MODEL_URL: default photo-z checkpoint [<store>/shared/models/photoz-small.pt]
+- ASTROKIT_CULL_TIMEOUT: seconds before an idle server is stopped [3600]
+- ASTROKIT_CULL_EVERY: seconds between idle checks [300]
+- ASTROKIT_CLUSTER_IDLE_TIMEOUT: seconds before idle Dask workers are released [600]
+- ASTROKIT_CLUSTER_IDLE_MINIMUM: workers kept while idle [0]
 
 The generated passwords are stored (mode 0600) under the run dir and printed at start.
 """
@@ -71,7 +68,12 @@ c.Authenticator.allow_all = True
 # --- spawner: a notebook plus its own TLS Dask cluster per server -------------------------
 c.JupyterHub.spawner_class = "astrokit"
 c.AstroKitSpawner.run_dir = str(run_dir)
-c.AstroKitSpawner.store_url = os.environ.get("ASTROKIT_STORE_URL") or f"file://{run_dir / 'store'}"
+store_url = os.environ.get("ASTROKIT_STORE_URL") or (run_dir / "store").as_uri()
+c.AstroKitSpawner.store_url = store_url
+# `astrokit platform prepare` trains the demo photo-z model into the shared area.
+c.AstroKitSpawner.model_url = (
+    os.environ.get("ASTROKIT_MODEL_URL") or f"{store_url.rstrip('/')}/shared/models/photoz-small.pt"
+)
 c.AstroKitSpawner.cluster_idle_timeout = float(
     os.environ.get("ASTROKIT_CLUSTER_IDLE_TIMEOUT", "600")
 )

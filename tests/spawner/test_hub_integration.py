@@ -132,6 +132,7 @@ def test_each_server_gets_its_own_environment(hub, running):
     assert alice["ASTROKIT_SHARED_URL"] == f"{store}/shared"
     assert alice["ASTROKIT_USER_URL"] == f"{store}/users/alice"
     assert bob["ASTROKIT_USER_URL"] == f"{store}/users/bob"
+    assert alice["ASTROKIT_MODEL_URL"] == f"{store}/shared/models/photoz-small.pt"
     assert (hub.run_dir / "store" / "users" / "alice").is_dir()
     assert (alice["ASTROKIT_PROFILE"], alice["ASTROKIT_N_WORKERS"]) == ("small", "2")
     assert (bob["ASTROKIT_PROFILE"], bob["ASTROKIT_N_WORKERS"]) == ("custom", "3")
