@@ -57,8 +57,8 @@ POOL_VERSION = 1
 POOL_MANIFEST = "pool.json"
 #: Default partition size in MB, as the photo-z shards (CAI's 25 MB).
 DEFAULT_PARTITION_MB = 25.0
-#: Running-median window (grid pixels) of the continuum :func:`preprocess` removes.
-DEFAULT_CONTINUUM_WINDOW = 41
+#: Width in ln(wavelength) of the running-median continuum :func:`preprocess` removes.
+DEFAULT_CONTINUUM_WIDTH = 0.075
 # Standardised flux is clipped: one cosmic ray or a bad calibration edge must not dominate
 # a batch's gradient, and real lines stay well inside this range.
 _CLIP = 50.0
@@ -106,7 +106,7 @@ def preprocess(
     *,
     ivar: np.ndarray | None = None,
     mask: np.ndarray | None = None,
-    continuum: int | None = DEFAULT_CONTINUUM_WINDOW,
+    continuum: float | None = DEFAULT_CONTINUUM_WIDTH,
 ) -> np.ndarray:
     """Resample spectra onto ``grid``, remove the continuum and standardise them.
 
@@ -118,11 +118,12 @@ def preprocess(
     grid : LogGrid
     ivar, mask : ndarray, optional
         Same shape as ``flux``; pixels with ``ivar <= 0`` or ``mask`` True are ignored.
-    continuum : int or None
-        Width in grid pixels of the running median taken as the continuum and subtracted
-        (None: subtract only the overall median). Removing it leaves the lines — what tells
-        the classes apart — in units of the noise, whatever the flux calibration, reddening
-        or instrument response; features much wider than the window are removed with it.
+    continuum : float or None
+        Width, in ln(wavelength) (0.075 = 22,000 km/s), of the running median taken as the
+        continuum and subtracted (None: subtract only the overall median). Removing it
+        leaves the lines - what tells the classes apart - in units of the noise, whatever
+        the flux calibration, reddening or instrument response; features much wider than
+        the window go with it.
 
     Returns
     -------
@@ -144,6 +145,11 @@ def preprocess(
         good &= ~np.broadcast_to(np.asarray(mask, dtype=bool), flux2.shape)
     target = grid.wave
     out = np.zeros((flux2.shape[0], grid.n), dtype=np.float32)
+    window = 0
+    if continuum:
+        # the same width in velocity whatever the grid's sampling; odd, at least 3 pixels
+        step = np.log(grid.stop / grid.start) / (grid.n - 1)
+        window = max(3, round(float(continuum) / float(step)) // 2 * 2 + 1)
     same_grid = wave.shape == target.shape and np.allclose(wave, target, rtol=1e-9)
     for i in range(flux2.shape[0]):
         ok = good[i]
@@ -159,11 +165,11 @@ def preprocess(
         finite = np.isfinite(row)
         if finite.sum() < 2:
             continue
-        if continuum:
+        if window:
             # fill gaps by interpolation so the running median sees no NaN
             idx = np.arange(row.size)
             filled = np.interp(idx, idx[finite], row[finite])
-            residual = filled - median_filter(filled, size=int(continuum), mode="nearest")
+            residual = filled - median_filter(filled, size=window, mode="nearest")
         else:
             residual = row - np.median(row[finite])
         centre = np.median(residual[finite])

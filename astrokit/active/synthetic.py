@@ -66,6 +66,8 @@ def line_spectra(
         ``flux`` (n, grid.n) float32 preprocessed (:func:`~astrokit.active.pool.preprocess`),
         ``labels`` (n,) str, ``z`` (n,) float32, ``snr`` (n,) float32.
     """
+    from scipy.special import erf
+
     if n < 0:
         raise ValueError(f"line_spectra: n must be >= 0, got {n}")
     p = np.asarray(fractions, dtype=float)
@@ -87,12 +89,21 @@ def line_spectra(
     height = (snr * sigma)[:, None]
     one_plus_z = (1.0 + z)[:, None]
 
+    # pixel edges: geometric midpoints (log grid); a line's flux is averaged over each pixel,
+    # as a spectrograph bins it, so a line narrower than a pixel keeps its flux, not its peak
+    edges = np.sqrt(wave[1:] * wave[:-1])
+    lo_edge = np.concatenate([[wave[0] ** 2 / edges[0]], edges])[None, :]
+    hi_edge = np.concatenate([edges, [wave[-1] ** 2 / edges[-1]]])[None, :]
+
     def lines(table: Sequence[tuple[float, float]], width_kms: float) -> np.ndarray:
         out = np.zeros((n, wave.size))
         for rest, strength in table:
             centre = rest * one_plus_z
             width = centre * width_kms / 299_792.458
-            out += strength * np.exp(-0.5 * ((wave[None, :] - centre) / width) ** 2)
+            cdf_hi = erf((hi_edge - centre) / (np.sqrt(2.0) * width))
+            cdf_lo = erf((lo_edge - centre) / (np.sqrt(2.0) * width))
+            # mean of a unit-peak Gaussian over the pixel
+            out += strength * (cdf_hi - cdf_lo) * np.sqrt(np.pi / 2.0) * width / (hi_edge - lo_edge)
         return out
 
     flux += np.where(cls[:, None] == 0, height * lines(_NARROW, 250.0), 0.0)

@@ -3,7 +3,7 @@
 ``astrokit al simulate POOL_URL --strategy entropy --batch 100 --iterations N --seeds 3 --json``
 runs the simulated-oracle experiment (each strategy and random sampling, several seeds) and
 prints the learning curves and the label efficiency.
-``astrokit al pool OUT_URL --synthetic N`` builds a pool of synthetic spectra.
+``astrokit al pool OUT_URL --synthetic N`` builds a labelled pool of synthetic spectra.
 """
 
 from __future__ import annotations
@@ -44,9 +44,15 @@ def configure(parser: argparse.ArgumentParser) -> None:
     sim.add_argument("--json", action="store_true", help="print the full result as JSON")
     sim.add_argument("--workers", type=int, default=2, help="local cluster size when none is set")
 
-    build = sub.add_parser("pool", help="build a pool of synthetic spectra")
+    build = sub.add_parser("pool", help="build a labelled pool of synthetic spectra")
     build.add_argument("out", metavar="OUT_URL", help="pool directory to write")
     build.add_argument("--synthetic", type=int, required=True, help="number of spectra")
+    build.add_argument(
+        "--source",
+        choices=("lines", "survey"),
+        default="lines",
+        help="astrokit.active.synthetic line spectra (default) or the survey generator",
+    )
     build.add_argument("--seed", type=int, default=0)
     build.add_argument("--pixels", type=int, default=1024, help="log-grid length (1024)")
     build.add_argument("--rows-per-shard", type=int, default=None)
@@ -114,13 +120,15 @@ def _simulate(args: argparse.Namespace) -> int:
 
 def _pool(args: argparse.Namespace) -> int:
     from astrokit.active.pool import LogGrid, build_pool_from_synthetic
+    from astrokit.active.synthetic import build_pool_from_line_spectra
 
-    pool = build_pool_from_synthetic(
+    build = build_pool_from_line_spectra if args.source == "lines" else build_pool_from_synthetic
+    pool = build(
         args.out,
         args.synthetic,
         seed=args.seed,
         grid=LogGrid(n=args.pixels),
-        rows_per_shard=args.rows_per_shard,
+        rows_per_shard=args.rows_per_shard or 2500,
     )
     sys.stdout.write(f"{pool.url}: {pool.total_rows} spectra in {len(pool.shards)} shards\n")
     return 0
