@@ -595,7 +595,7 @@ ACTIVE = [
         # Parameters: the test suite sets ASTROKIT_NOTEBOOK_QUICK=1 for a short run.
         QUICK = os.environ.get("ASTROKIT_NOTEBOOK_QUICK") == "1"
         BATCH = 20 if QUICK else 100  # spectra labelled per iteration
-        ITERATIONS = 4 if QUICK else 8  # including the random seed iteration
+        ITERATIONS = 3 if QUICK else 8  # including the random seed iteration
         SEEDS = [0] if QUICK else [0, 1, 2]  # repeat the experiment to see the spread
         HELDOUT = 60 if QUICK else 500  # labelled spectra kept aside to measure accuracy
         """,
@@ -603,6 +603,7 @@ ACTIVE = [
     ),
     code(
         """
+        %matplotlib inline
         import io
 
         import pandas as pd
