@@ -78,6 +78,24 @@ def user_message(exc: BaseException, *, action: str, secrets: tuple[str, ...] = 
 
 
 def _describe(exc: BaseException) -> str:
+    # A reader may wrap a store failure (a missing file, refused credentials) in its own
+    # error; the reader's message is kept, but the headline says what really happened.
+    chain = []
+    current: BaseException | None = exc
+    while current is not None and len(chain) < 8:
+        chain.append(current)
+        current = current.__cause__
+    for item in chain:
+        kind = _describe_store(item)
+        if kind:
+            return kind
+    names = {cls.__name__ for cls in type(exc).__mro__}
+    if "FormatError" in names:
+        return "Unreadable file"
+    return f"Error ({type(exc).__name__})"
+
+
+def _describe_store(exc: BaseException) -> str | None:
     names = {cls.__name__ for cls in type(exc).__mro__}
     if "StoreCredentialsError" in names or "NoCredentialsError" in names:
         return "No valid credentials"
@@ -87,11 +105,9 @@ def _describe(exc: BaseException) -> str:
         return "Permission denied"
     if "StoreNotFound" in names or isinstance(exc, FileNotFoundError):
         return "Not found"
-    if "FormatError" in names:
-        return "Unreadable file"
     if "StoreError" in names:
         return "Store error"
-    return f"Error ({type(exc).__name__})"
+    return None
 
 
 def error_html(message: str) -> str:

@@ -1,0 +1,147 @@
+"""Selecting files in the StoreBrowser opens the right viewer, with real survey files.
+
+Real LAMOST (LRS, MRS), SDSS and DESI spectra are copied into a ``file://`` store and into a
+bucket on the loopback S3 server; selecting one must read it through ``astrokit.formats`` and
+plot it, a 5-band cutout must open the cutout viewer, and anything unreadable must end as a
+sentence in the error label.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from astrokit_widgets import StoreBrowser
+from astropy.io import fits
+
+SDSS = "SDSSJ220248.31+123656.3.fits"
+DESI = "coadd-sv3-dark-26065.fits"
+
+
+def _write_cutouts(directory: Path) -> None:
+    """Two synthetic galaxies in both of ``astrokit.survey``'s layouts (cube, one HDU per band)."""
+    from astrokit.survey import cutout_fits_bytes, synth_galaxies
+
+    gal = synth_galaxies(2, seed=3)
+    for i, per_band in enumerate((False, True)):
+        data = cutout_fits_bytes(
+            gal["images"][i], gal["mags"][i], float(gal["z"][i]), str(gal["ids"][i]),
+            per_band=per_band,
+        )  # fmt: skip
+        (directory / f"gal-{i}.fits").write_bytes(data)
+
+
+def _populate(root: Path, lamost_files, real_spectra_dir) -> None:
+    spectra = root / "shared" / "spectra"
+    spectra.mkdir(parents=True)
+    for path in lamost_files.values():
+        shutil.copy(path, spectra / path.name)
+    for name in (SDSS, DESI):
+        shutil.copy(real_spectra_dir / name, spectra / name)
+    (spectra / "corrupt.fits").write_bytes(b"SIMPLE  =  this is not a FITS file" * 10)
+    image = root / "shared" / "images"
+    image.mkdir()
+    fits.PrimaryHDU(np.zeros((8, 8), np.float32)).writeto(image / "flat.fits")
+    cutouts = root / "shared" / "cutouts"
+    cutouts.mkdir()
+    _write_cutouts(cutouts)
+
+
+@pytest.fixture
+def local_browser(tmp_path, lamost_files, real_spectra_dir):
+    from astrokit.store import open_store
+
+    root = tmp_path / "store"
+    _populate(root, lamost_files, real_spectra_dir)
+    return StoreBrowser(store=open_store(f"file://{root}")), f"file://{root}"
+
+
+@pytest.fixture
+def s3_browser(tmp_path, lamost_files, real_spectra_dir, make_bucket, s3_store_options):
+    import s3fs
+
+    from astrokit.store import open_store
+
+    bucket = make_bucket()
+    _populate(tmp_path / "src", lamost_files, real_spectra_dir)
+    fs = s3fs.S3FileSystem(**s3_store_options)
+    fs.put(str(tmp_path / "src") + "/", bucket + "/", recursive=True)
+    return StoreBrowser(store=open_store(bucket, storage_options=s3_store_options)), bucket
+
+
+def _check_lamost_lrs(browser, root, lamost_files):
+    url = f"{root}/shared/spectra/{lamost_files['lrs'].name}"
+    seen = []
+    browser.on_select(seen.append)
+    kind = browser.select(url)
+    assert browser.error == "", browser.error
+    assert kind == "spectrum" and browser.selected_kind == "spectrum" and seen == [url]
+    viewer = browser.spectrum_viewer
+    assert viewer in browser._preview_box.children
+    header = fits.getheader(lamost_files["lrs"])
+    assert viewer.z == pytest.approx(header["Z"], abs=1e-6)
+    (trace,) = viewer.plotted.values()
+    assert trace.x.size == fits.getdata(lamost_files["lrs"]).shape[1]
+    assert "CLASS" in [c[0] for c in browser.header_view.cards]
+    assert browser.last_timings["select_to_shown_s"] > 0
+
+
+def test_select_real_lamost_spectrum_on_file_store(local_browser, lamost_files):
+    browser, root = local_browser
+    browser.navigate(f"{root}/shared/spectra")
+    assert len(browser.entries) == 5
+    _check_lamost_lrs(browser, root, lamost_files)
+
+
+@pytest.mark.s3
+def test_select_real_lamost_spectrum_on_s3(s3_browser, lamost_files):
+    browser, root = s3_browser
+    _check_lamost_lrs(browser, root, lamost_files)
+
+
+@pytest.mark.parametrize("name", ["mrs", SDSS, DESI])
+def test_other_real_spectra_open_in_the_viewer(local_browser, lamost_files, name):
+    browser, root = local_browser
+    file_name = lamost_files["mrs"].name if name == "mrs" else name
+    # click it in the listing, as a person does
+    browser.navigate(f"{root}/shared/spectra")
+    browser._listing.value = f"{root}/shared/spectra/{file_name}"
+    assert browser.error == "", browser.error
+    assert browser.selected_kind == "spectrum"
+    (trace,) = browser.spectrum_viewer.plotted.values()
+    assert trace.x.size > 1000 and np.isfinite(trace.y).sum() > 1000
+
+
+def test_selecting_another_spectrum_replaces_the_first(local_browser, lamost_files):
+    browser, root = local_browser
+    browser.select(f"{root}/shared/spectra/{lamost_files['lrs'].name}")
+    browser.select(f"{root}/shared/spectra/{SDSS}")
+    assert len(browser.spectrum_viewer.spectra) == 1
+
+
+@pytest.mark.parametrize("name", ["gal-0.fits", "gal-1.fits"])  # cube, per-band HDUs
+def test_cutout_opens_the_cutout_viewer(local_browser, name):
+    browser, root = local_browser
+    kind = browser.select(f"{root}/shared/cutouts/{name}")
+    assert kind == "cutout", browser.error
+    viewer = browser.cutout_viewer
+    assert viewer in browser._preview_box.children
+    assert viewer.rgb.shape == (32, 32, 3)
+    header = browser.header_view.header
+    assert viewer.catalogue["mag_r"] == pytest.approx(header["MAG_R"], abs=1e-5)
+    assert viewer.catalogue["z"] == pytest.approx(header["Z"], abs=1e-6)
+
+
+def test_unreadable_and_unknown_files(local_browser):
+    browser, root = local_browser
+    kind = browser.select(f"{root}/shared/spectra/corrupt.fits")
+    assert kind == "fits" and browser.error
+    assert "corrupt.fits" in browser.error and "Traceback" not in browser._error.value
+    kind = browser.select(f"{root}/shared/images/flat.fits")  # a FITS image, not a spectrum
+    assert kind == "fits" and browser.error == ""
+    assert "Header only" in browser._info.value
+    assert [c[0] for c in browser.header_view.cards][:3] == ["SIMPLE", "BITPIX", "NAXIS"]
+    browser.select(f"{root}/shared/spectra/missing.fits")
+    assert browser.error.startswith("Not found")
