@@ -3,9 +3,9 @@ for the most informative labels, scoring the pool on the user's Dask cluster.
 
 Quickstart::
 
-    from astrokit.active import ActiveLearningLoop, build_pool_from_synthetic
+    from astrokit.active import ActiveLearningLoop, build_pool_from_line_spectra
 
-    pool = build_pool_from_synthetic("file:///tmp/al/pool", 20_000, seed=1)
+    pool = build_pool_from_line_spectra("file:///tmp/al/pool", 20_000, seed=1)
     loop = ActiveLearningLoop(pool, "file:///tmp/al/run", strategy="entropy", oracle="known")
     history = loop.run(iterations=10)    # resumes from the store if interrupted
 
@@ -34,6 +34,7 @@ from astrokit.active.pool import (
     preprocess,
 )
 from astrokit.active.strategies import STRATEGIES, UnknownStrategyError, get_strategy
+from astrokit.active.synthetic import build_pool_from_line_spectra, line_spectra
 
 __all__ = [
     "STRATEGIES",
@@ -53,8 +54,10 @@ __all__ = [
     "StepResult",
     "UnknownStrategyError",
     "build_pool",
+    "build_pool_from_line_spectra",
     "build_pool_from_spectra",
     "build_pool_from_synthetic",
     "get_strategy",
+    "line_spectra",
     "preprocess",
 ]

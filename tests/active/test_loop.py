@@ -218,3 +218,26 @@ def test_heldout_needs_labels(tmp_path, dask_client, toy_pool):
     )
     with pytest.raises(LoopConfigError, match="has no labels"):
         ActiveLearningLoop(unlabelled, f"file://{tmp_path}/run", heldout=2, oracle="human")
+
+
+def test_a_scikit_learn_model_and_a_separate_heldout_pool(toy_pool, dask_client, tmp_path):
+    from sklearn.ensemble import RandomForestClassifier
+    from toy_data import write_toy_pool
+
+    heldout = write_toy_pool(f"file://{tmp_path}/heldout", 90, seed=7, per_shard=45)
+    loop = ActiveLearningLoop(
+        toy_pool,
+        f"file://{tmp_path}/run",
+        strategy="bald",  # a forest's trees are the samples
+        batch_size=BATCH,
+        seed_size=40,
+        heldout=heldout.url,
+        model=RandomForestClassifier(n_estimators=12, random_state=0),
+        client=dask_client,
+    )
+    history = loop.run(3)
+    assert [r.n_labelled for r in history] == [40, 65, 90]
+    assert 0.0 <= history[-1].accuracy <= 1.0
+    state = json.loads((tmp_path / "run" / "loop.json").read_text())
+    assert state["config"]["heldout"]["url"] == heldout.url
+    assert loop.evaluate()["accuracy"] == pytest.approx(history[-1].accuracy)
