@@ -487,7 +487,7 @@ class SpectrumViewer(w.VBox):
             trace = self._plotted.get(item.label)
             if trace is None:
                 continue
-            (line,) = ax.plot(trace.x, trace.y, lw=0.8, label=item.label)
+            (line,) = ax.plot(*_break_gaps(trace.x, trace.y), lw=0.8, label=item.label)
             colour = line.get_color()
             if self.show_uncertainty and np.isfinite(trace.sigma).any():
                 ax.fill_between(
@@ -580,6 +580,22 @@ class SpectrumViewer(w.VBox):
         first = self._loaded[0].spectrum.meta or {}
         header = first.get("header")
         self.header_view.show(header if hasattr(header, "cards") else None, self._loaded[0].label)
+
+
+def _break_gaps(x: np.ndarray, y: np.ndarray, factor: float = 20.0) -> tuple[np.ndarray, ...]:
+    """Insert a NaN where the wavelength step is ``factor`` times the median step.
+
+    Spectra made of separate arms (LAMOST MRS blue/red, X-shooter...) would otherwise be
+    joined by a straight line across the gap between the arms.
+    """
+    if x.size < 3:
+        return x, y
+    step = np.diff(x)
+    typical = np.median(np.abs(step))
+    gaps = np.flatnonzero(np.abs(step) > factor * typical) + 1 if typical > 0 else []
+    if len(gaps) == 0:
+        return x, y
+    return np.insert(x, gaps, np.nan), np.insert(y.astype(np.float64), gaps, np.nan)
 
 
 def _source_name(source: Any, index: int) -> str:

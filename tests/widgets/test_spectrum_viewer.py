@@ -175,3 +175,15 @@ def test_two_dimensional_spectrum_is_refused(lrs_spectrum):
     flat = Spectrum(flux=np.ones((2, 5)) * u.Jy, spectral_axis=np.arange(5) * u.AA + 4000 * u.AA)
     with pytest.raises(ValueError, match=r"1-D spectrum.*\(2, 5\)"):
         SpectrumViewer(flat)
+
+
+def test_separate_arms_are_not_joined_across_the_gap(lamost_files):
+    """LAMOST MRS: blue and red arms, read by astrokit.formats, drawn as two pieces."""
+    viewer = SpectrumViewer(str(lamost_files["mrs"]))
+    (trace,) = viewer.plotted.values()
+    drawn_x = _main_line(viewer).get_xdata()
+    breaks = np.flatnonzero(np.isnan(drawn_x))
+    assert len(breaks) == 1  # one gap between the arms
+    before, after = drawn_x[breaks[0] - 1], drawn_x[breaks[0] + 1]
+    assert before < 5500 < 6200 < after  # B arm ends ~5400 Å, R arm starts ~6300 Å
+    assert np.count_nonzero(~np.isnan(drawn_x)) == trace.x.size  # no pixel lost
