@@ -24,6 +24,8 @@ STYLE = """
                            font-size: 12px; }
 .astrokit-header pre { max-height: 24em; overflow: auto; font-size: 11px; margin: 0; }
 .astrokit-status { color: var(--jp-ui-font-color2, #555); }
+.astrokit-meta td, .astrokit-meta th { white-space: nowrap; padding: 0 0.6em; text-align: left; }
+.astrokit-meta td:last-child { white-space: normal; word-break: break-all; }
 </style>
 """
 

@@ -308,4 +308,4 @@ class CutoutViewer(w.VBox):
             cells.append(("NaN pixels", str(self.cutout.nan_count)))
         head = "".join(f"<th>{html.escape(k)}</th>" for k, _ in cells)
         row = "".join(f"<td>{html.escape(v)}</td>" for _, v in cells)
-        self._table.value = f"<table><tr>{head}</tr><tr>{row}</tr></table>"
+        self._table.value = f"<table class='astrokit-meta'><tr>{head}</tr><tr>{row}</tr></table>"

@@ -320,13 +320,13 @@ class SpectrumViewer(w.VBox):
     def _build_controls(self) -> None:
         compact = {"description_width": "initial"}
         self._z_slider = w.FloatSlider(
-            min=Z_MIN, max=Z_MAX, step=1e-4, readout=False, description="z",
+            min=Z_MIN, max=Z_MAX, step=1e-5, readout=False, description="z",
             continuous_update=True, layout=w.Layout(width="22em"),
         )  # fmt: skip
         self._z_text = w.BoundedFloatText(
-            min=Z_MIN, max=Z_MAX, step=1e-4, layout=w.Layout(width="7em")
+            min=Z_MIN, max=Z_MAX, step=1e-5, layout=w.Layout(width="7em")
         )
-        self._frame = w.ToggleButtons(options=["observed", "rest"], style={"button_width": "6em"})
+        self._frame = w.ToggleButtons(options=["observed", "rest"], style={"button_width": "7.5em"})
         self._unit = w.Dropdown(options=list(WAVELENGTH_UNITS), layout=w.Layout(width="5em"))
         self._smoothing = w.Dropdown(
             options=["none", "box", "gaussian"], description="smooth", style=compact,
@@ -451,8 +451,10 @@ class SpectrumViewer(w.VBox):
         )
         self._syncing = True
         try:
-            self._crop_lo.value = round(float(shown[0]), 6)
-            self._crop_hi.value = round(float(shown[1]), 6)
+            # Enough digits for the unit (Å: 0.01, µm: 1e-6), no more: it is read by people.
+            digits = {"Å": 2, "nm": 3, "µm": 6}[self.unit]
+            self._crop_lo.value = round(float(shown[0]), digits)
+            self._crop_hi.value = round(float(shown[1]), digits)
         finally:
             self._syncing = False
 
@@ -575,7 +577,9 @@ class SpectrumViewer(w.VBox):
             for h in ("id", "format", "class", "z", "range", "pixels", "masked", "source")
         )
         self._meta.value = (
-            f"<table><tr>{head}</tr>" + "".join(f"<tr>{r}</tr>" for r in rows) + "</table>"
+            f"<table class='astrokit-meta'><tr>{head}</tr>"
+            + "".join(f"<tr>{r}</tr>" for r in rows)
+            + "</table>"
         )
         first = self._loaded[0].spectrum.meta or {}
         header = first.get("header")

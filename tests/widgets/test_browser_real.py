@@ -79,14 +79,18 @@ def _notebook(cells: list[str]) -> str:
     )
 
 
-def _select_option(page, listing, text: str, timeout_s: float = 60.0) -> None:
-    """Choose the <option> whose label contains ``text`` in the listing <select>."""
+def _select_option(page, listing, text: str, timeout_s: float = 60.0, click: bool = True) -> None:
+    """Choose the <option> whose label contains ``text`` in the listing <select>.
+
+    With ``click=False`` only wait until such an option is listed.
+    """
     deadline = time.monotonic() + timeout_s
     while True:
         labels = listing.locator("option").all_inner_texts()
         matches = [i for i, label in enumerate(labels) if text in label]
         if matches:
-            listing.select_option(index=matches[0])
+            if click:
+                listing.select_option(index=matches[0])
             return
         if time.monotonic() > deadline:
             raise AssertionError(f"no listing entry containing {text!r}; entries: {labels[:20]}")
@@ -194,6 +198,8 @@ def test_store_browser_opens_a_real_spectrum_in_jupyterlab(hub, lamost_files, ar
             listing = page.locator(".astrokit-store-browser .astrokit-listing select")
             listing.wait_for()
             _select_option(page, listing, "spectra/")  # into shared/spectra
+            _select_option(page, listing, lrs.name, click=False)  # listed (not yet chosen)
+            widget.screenshot(path=str(artifacts_dir / "store-browser-listing.png"))
             _select_option(page, listing, lrs.name)  # the real LAMOST file
 
             # Either the viewer appears or the widget says what went wrong: fail fast on that.
