@@ -187,3 +187,20 @@ def test_separate_arms_are_not_joined_across_the_gap(lamost_files):
     before, after = drawn_x[breaks[0] - 1], drawn_x[breaks[0] + 1]
     assert before < 5500 < 6200 < after  # B arm ends ~5400 Å, R arm starts ~6300 Å
     assert np.count_nonzero(~np.isnan(drawn_x)) == trace.x.size  # no pixel lost
+
+
+def test_export_into_the_store_and_refusal_in_the_shared_area(lrs_spectrum, tmp_path):
+    from specutils import Spectrum
+
+    from astrokit.store import open_store
+
+    store = open_store(f"file://{tmp_path}", user_url=f"file://{tmp_path}/users/alice")
+    viewer = SpectrumViewer(lrs_spectrum, store=store)
+    viewer._export_box.children[2].click()  # default target: the user's exports/ folder
+    saved = tmp_path / "users" / "alice" / "exports" / f"{lrs_spectrum.meta['id']}.fits"
+    assert viewer.error == "" and saved.exists(), viewer.error
+    assert Spectrum.read(saved, format="tabular-fits").flux.size == lrs_spectrum.flux.size
+    viewer._export_target.value = store.join("shared", "mine")
+    viewer._export_box.children[1].click()
+    assert viewer.error.startswith("Read-only area while saving"), viewer.error
+    assert not (tmp_path / "shared" / "mine.png").exists()
