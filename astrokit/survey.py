@@ -459,29 +459,69 @@ def cutout_fits_bytes(
     Header keywords: ``BANDS='ugriz'`` (cube), ``FILTER`` (per band), ``MAG_U``..``MAG_Z``,
     ``Z`` (omitted when unknown), ``OBJID``, ``BUNIT='nanomaggy'``, ``PIXSCALE``.
     """
+    cards: list[tuple[str, Any, str]] = [("OBJID", str(obj_id), "object id")]
+    if z is not None and np.isfinite(z):
+        cards.append(("Z", float(z), "redshift"))
+    for band, m in zip(BANDS, mags, strict=True):
+        cards.append((f"MAG_{band.upper()}", float(m), f"{band} magnitude (AB)"))
+    cards.append(("BUNIT", "nanomaggy", ""))
+    cards.append(("PIXSCALE", PIXEL_SCALE, "arcsec / pixel"))
+    if not per_band:
+        # The cube is the bulk path (20,000+ files): formatting the bytes directly is ~10x
+        # faster than building an astropy HDUList per file.
+        cards.append(("BANDS", "".join(BANDS), "order of the cube's first axis"))
+        return _fast_cube_fits(np.asarray(image, dtype=np.float32), cards)
     from astropy.io import fits
 
     hdr = fits.Header()
-    hdr["OBJID"] = obj_id
-    if z is not None and np.isfinite(z):
-        hdr["Z"] = (float(z), "redshift")
-    for band, m in zip(BANDS, mags, strict=True):
-        hdr[f"MAG_{band.upper()}"] = (float(m), f"{band} magnitude (AB)")
-    hdr["BUNIT"] = "nanomaggy"
-    hdr["PIXSCALE"] = (PIXEL_SCALE, "arcsec / pixel")
-    if per_band:
-        hdus = [fits.PrimaryHDU(header=hdr)]
-        for b, band in enumerate(BANDS):
-            h = fits.ImageHDU(np.asarray(image[b], dtype=np.float32), name=band.upper())
-            h.header["FILTER"] = band
-            hdus.append(h)
-        hdul = fits.HDUList(hdus)
-    else:
-        hdr["BANDS"] = ("".join(BANDS), "order of the cube's first axis")
-        hdul = fits.HDUList([fits.PrimaryHDU(np.asarray(image, dtype=np.float32), header=hdr)])
+    for key, value, comment in cards:
+        hdr[key] = (value, comment)
+    hdus = [fits.PrimaryHDU(header=hdr)]
+    for b, band in enumerate(BANDS):
+        h = fits.ImageHDU(np.asarray(image[b], dtype=np.float32), name=band.upper())
+        h.header["FILTER"] = band
+        hdus.append(h)
     buf = io.BytesIO()
-    hdul.writeto(buf)
+    fits.HDUList(hdus).writeto(buf)
     return buf.getvalue()
+
+
+def _card(key: str, value: Any, comment: str = "") -> str:
+    """One 80-character FITS header card (fixed format for numbers, bool and strings)."""
+    if isinstance(value, (bool, np.bool_)):
+        text = ("T" if value else "F").rjust(20)
+    elif isinstance(value, (int, np.integer)):
+        text = str(int(value)).rjust(20)
+    elif isinstance(value, (float, np.floating)):
+        text = f"{float(value):.17G}"  # round-trips a double exactly
+        if "." not in text and "E" not in text:
+            text += "."
+        text = text.rjust(20)
+    else:
+        if len(str(value)) > 60 or not str(value).isascii():
+            raise ValueError(f"header value for {key} must be ASCII, <= 60 chars: {value!r}")
+        text = "'" + str(value).replace("'", "''").ljust(8) + "'"
+        text = text.ljust(20)
+    card = f"{key:<8}= {text}" + (f" / {comment}" if comment else "")
+    if len(card) > 80:
+        card = card[:80]
+    return card.ljust(80)
+
+
+def _fast_cube_fits(cube: np.ndarray, cards: list[tuple[str, Any, str]]) -> bytes:
+    """A minimal valid FITS file: a primary HDU holding ``cube`` (float32) plus ``cards``."""
+    head_cards = [
+        _card("SIMPLE", True, "conforms to FITS standard"),
+        _card("BITPIX", -32, "array data type"),
+        _card("NAXIS", cube.ndim, "number of array dimensions"),
+    ]
+    head_cards += [_card(f"NAXIS{i + 1}", n) for i, n in enumerate(reversed(cube.shape))]
+    head_cards.append(_card("EXTEND", True))
+    head_cards += [_card(*c) for c in cards]
+    head = ("".join(head_cards) + "END".ljust(80)).encode("ascii")
+    head += b" " * (-len(head) % 2880)
+    data = np.ascontiguousarray(cube, dtype=">f4").tobytes()
+    return head + data + b"\0" * (-len(data) % 2880)
 
 
 def spectrum_fits_bytes(

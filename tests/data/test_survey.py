@@ -105,3 +105,29 @@ def test_make_survey_writes_files_and_catalogues(any_store):
     a = any_store.read_bytes(f"{out}/{cat.file[1]}")
     b = any_store.read_bytes(f"{again.url}/{cat.file[1]}")
     assert a == b
+
+
+def test_fast_cube_encoder_is_valid_fits():
+    import io
+    import warnings
+
+    from astropy.io import fits
+
+    from astrokit.formats import read_cutout
+    from astrokit.survey import cutout_fits_bytes
+
+    g = synth_galaxies(5, seed=8)
+    for i in range(5):
+        data = cutout_fits_bytes(g["images"][i], g["mags"][i], g["z"][i], f"id'{i}")
+        assert len(data) % 2880 == 0
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # any astropy complaint about the header fails
+            with fits.open(io.BytesIO(data)) as h:
+                h.verify("exception")
+                assert h[0].header["OBJID"] == f"id'{i}"
+        cut = read_cutout(data)
+        np.testing.assert_array_equal(cut.image, g["images"][i])
+        np.testing.assert_array_equal(cut.magnitudes, g["mags"][i])
+        assert cut.redshift == float(g["z"][i])  # exact round trip through the header
+    with pytest.raises(ValueError, match="ASCII"):
+        cutout_fits_bytes(g["images"][0], g["mags"][0], 0.1, "é")

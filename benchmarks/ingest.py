@@ -1,0 +1,160 @@
+"""Benchmark: ingest throughput (1 and 2 workers) and memory of paged listing.
+
+Prints one JSON object on stdout:
+
+* ``survey``: how many cutouts were generated, MB, seconds (``make_survey``, not timed
+  as ingest);
+* ``ingest``: for 1 and 2 Dask workers (processes, 1 thread each, on 127.0.0.1): wall
+  seconds of :func:`astrokit.ingest.ingest` (cluster start-up excluded), files/s, input MB/s,
+  shards, rows;
+* ``listing``: a directory of ``--objects`` empty files listed through
+  :meth:`Store.list_page` -- tracemalloc peak for one 1000-entry page and for walking every
+  page, against ``os.listdir`` of the same directory for reference.
+
+Usage: ``python benchmarks/ingest.py [--quick] [--galaxies N] [--objects M] [--workdir D]``.
+``--quick`` is a smoke run (a few hundred files) used by the test-suite.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+import tracemalloc
+from pathlib import Path
+
+
+def _ingest_run(src: str, dst: str, workers: int, partition_mb: float) -> dict:
+    from distributed import Client, LocalCluster
+
+    from astrokit.ingest import ingest
+
+    with (
+        LocalCluster(
+            n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
+            dashboard_address=None,
+        ) as cluster,
+        Client(cluster) as client,
+    ):  # fmt: skip
+        client.wait_for_workers(workers, timeout=120)
+        t0 = time.perf_counter()
+        report = ingest(src, dst, partition_mb=partition_mb, client=client)
+        wall = time.perf_counter() - t0
+    return {
+        "workers": workers,
+        "seconds": round(wall, 3),
+        "files": report.files,
+        "rows": report.good_rows,
+        "bad": len(report.bad),
+        "shards": report.shards,
+        "files_per_s": round(report.files / wall, 1),
+        "mb_per_s": round(report.bytes_in / 1e6 / wall, 2),
+        "input_mb": round(report.bytes_in / 1e6, 1),
+        "output_mb": round(report.bytes_out / 1e6, 1),
+    }
+
+
+def _listing(workdir: Path, objects: int) -> dict:
+    from astrokit.store import open_store
+
+    d = workdir / "listing"
+    d.mkdir()
+    t0 = time.perf_counter()
+    for i in range(objects):
+        (d / f"obj-{i:07d}.fits").touch()
+    made = time.perf_counter() - t0
+    store = open_store(f"file://{workdir}")
+    url = store.join("listing")
+
+    tracemalloc.start()
+    t0 = time.perf_counter()
+    page = store.list_page(url, limit=1000)
+    one_page_s = time.perf_counter() - t0
+    _, one_page_peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+
+    tracemalloc.start()
+    t0 = time.perf_counter()
+    count, after, pages = 0, None, 0
+    while True:
+        p = store.list_page(url, limit=1000, after=after)
+        count += len(p.entries)  # entries are dropped after counting: a streaming consumer
+        pages += 1
+        if p.next_after is None:
+            break
+        after = p.next_after
+    walk_s = time.perf_counter() - t0
+    _, walk_peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+
+    tracemalloc.start()
+    names = os.listdir(d)
+    _, listdir_peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert count == objects == len(names), (count, objects, len(names))
+    del names, page
+    return {
+        "objects": objects,
+        "create_seconds": round(made, 2),
+        "page_limit": 1000,
+        "one_page_seconds": round(one_page_s, 3),
+        "one_page_peak_mb": round(one_page_peak / 1e6, 3),
+        "all_pages": pages,
+        "all_pages_seconds": round(walk_s, 2),
+        "all_pages_peak_mb": round(walk_peak / 1e6, 3),
+        "os_listdir_peak_mb": round(listdir_peak / 1e6, 3),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small smoke run")
+    parser.add_argument("--galaxies", type=int, default=None, help="cutouts (default 20000)")
+    parser.add_argument("--objects", type=int, default=None, help="listing size (default 1e5)")
+    parser.add_argument("--partition-mb", type=float, default=None, help="shard size MB")
+    parser.add_argument("--workdir", default=None, help="scratch directory (default: tmp)")
+    args = parser.parse_args(argv)
+    galaxies = args.galaxies or (300 if args.quick else 20_000)
+    objects = args.objects or (3_000 if args.quick else 100_000)
+    partition_mb = args.partition_mb or (1.0 if args.quick else 25.0)
+
+    import logging
+
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+    from astrokit.survey import make_survey
+
+    workdir = Path(tempfile.mkdtemp(prefix="astrokit-bench-", dir=args.workdir))
+    try:
+        t0 = time.perf_counter()
+        summary = make_survey(f"file://{workdir}/survey", galaxies=galaxies, spectra=0, seed=1)
+        survey = {
+            "galaxies": galaxies,
+            "mb": round(summary.bytes_written / 1e6, 1),
+            "seconds": round(time.perf_counter() - t0, 1),
+        }
+        src = f"file://{workdir}/survey/cutouts"
+        runs = [_ingest_run(src, f"file://{workdir}/shards-{w}", w, partition_mb) for w in (1, 2)]
+        listing = _listing(workdir, objects)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    result = {
+        "benchmark": "ingest",
+        "quick": args.quick,
+        "partition_mb": partition_mb,
+        "cpu_count": os.cpu_count(),
+        "loadavg_1m": round(os.getloadavg()[0], 2),
+        "survey": survey,
+        "ingest": runs,
+        "speedup_2_vs_1": round(runs[0]["seconds"] / runs[1]["seconds"], 2),
+        "listing": listing,
+    }
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
