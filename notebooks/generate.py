@@ -348,7 +348,7 @@ BROWSE = [
 
         The same reader opens real survey files: SDSS, BOSS, DESI and LAMOST (low and medium
         resolution) are recognised from their headers. If your installation put real examples
-        into `shared/examples/`, the next cell plots the first one.
+        into `shared/examples/`, the next cell plots the first few.
         """
     ),
     code(
@@ -357,13 +357,13 @@ BROWSE = [
         real = []
         if store.exists(examples):
             real = [e.url for e in store.list_page(examples).entries if ".fit" in e.name]
-        if real:
-            real_viewer = SpectrumViewer(real[0], store=store)
+        for url in real[:3]:
+            real_viewer = SpectrumViewer(url, store=store)
             meta = real_viewer.spectra[0].meta
             print(f"{meta['format']}: {meta['id']}, class {meta['object_class']}")
             print(f"catalogue redshift z = {meta['redshift']}")
             display(real_viewer)
-        else:
+        if not real:
             print("no real examples in this store")
         """
     ),

@@ -37,32 +37,13 @@ N_WORKERS = 2
 
 
 @pytest.fixture(scope="session")
-def seeded_platform(tmp_path_factory, lamost_files, real_spectra_dir) -> dict[str, str]:
-    """A small embedded-default store; returns the URLs of ``store_layout`` plus ``user_url``."""
-    from astrokit.commands.platform import prepare, store_layout
-    from astrokit.ingest import ingest
-    from astrokit.survey import make_survey
-    from astrokit.training import train
+def platform_layout(tmp_path_factory) -> dict[str, str]:
+    """URLs of the test platform's store (``store_layout`` plus the test user's area)."""
+    from astrokit.commands.platform import store_layout
 
     run_dir = tmp_path_factory.mktemp("platform") / "run"
     layout = store_layout(run_dir)
-    make_survey(layout["survey_url"], galaxies=GALAXIES, spectra=SPECTRA, seed=SEED)
-    ingest(layout["survey_url"] + "/cutouts", layout["shards_url"], partition_mb=PARTITION_MB)
-    model_dir = Path(layout["model_url"].removeprefix("file://")).parent
-    model_dir.mkdir(parents=True, exist_ok=True)
-    train(layout["shards_url"], out=layout["model_url"], config="tiny", epochs=1, seed=SEED)
-
-    # Real survey files next to the synthetic survey, as an installation with real data has.
-    examples = Path(layout["shared_url"].removeprefix("file://")) / "examples"
-    examples.mkdir(parents=True)
-    shutil.copy(lamost_files["lrs"], examples)
-    shutil.copy(real_spectra_dir / "SDSSJ220248.31+123656.3.fits", examples)
-
-    # What `make run` does next: everything above exists, so prepare() only checks and freezes.
-    layout = prepare(run_dir, train_model=False)
-    user_dir = Path(layout["users_url"].removeprefix("file://")) / USER
-    user_dir.mkdir(parents=True)
-    layout["user_url"] = user_dir.as_uri()
+    layout["user_url"] = f"{layout['users_url']}/{USER}"
     return layout
 
 
@@ -77,7 +58,7 @@ def store_environment(platform: dict[str, str]) -> dict[str, str]:
 
 
 @pytest.fixture(scope="session")
-def notebook_cluster(seeded_platform) -> Iterator[object]:
+def notebook_cluster(platform_layout) -> Iterator[object]:
     """A real 2-process, 1-thread-each Dask cluster on 127.0.0.1 (plain TCP)."""
     from distributed import LocalCluster
 
@@ -87,9 +68,46 @@ def notebook_cluster(seeded_platform) -> Iterator[object]:
         processes=True,
         host="127.0.0.1",
         dashboard_address="127.0.0.1:0",
-        env={**store_environment(seeded_platform), "OMP_NUM_THREADS": "1"},
+        env={**store_environment(platform_layout), "OMP_NUM_THREADS": "1"},
     ) as cluster:
         yield cluster
+
+
+@pytest.fixture(scope="session")
+def seeded_platform(platform_layout, lamost_files, real_spectra_dir) -> dict[str, str]:
+    """The store seeded like ``make run`` seeds it (smaller); returns ``platform_layout``.
+
+    Seeding is the operator's job and writes the read-only shared area, so it runs as
+    ``astrokit platform prepare`` does: in this process, on a temporary local cluster, not on
+    the notebook's cluster, whose workers carry the user's environment and (rightly) refuse
+    writes under ``shared/``.
+    """
+    from astrokit.commands.platform import prepare
+    from astrokit.ingest import ingest
+    from astrokit.survey import make_survey
+    from astrokit.training import train
+
+    layout = platform_layout
+    run_dir = Path(layout["store_url"].removeprefix("file://")).parent
+    make_survey(layout["survey_url"], galaxies=GALAXIES, spectra=SPECTRA, seed=SEED)
+    report = ingest(
+        layout["survey_url"] + "/cutouts", layout["shards_url"], partition_mb=PARTITION_MB
+    )
+    assert report.good_rows == GALAXIES and not report.bad, report
+    Path(layout["model_url"].removeprefix("file://")).parent.mkdir(parents=True, exist_ok=True)
+    train(layout["shards_url"], out=layout["model_url"], config="tiny", epochs=1, seed=SEED)
+
+    # Real survey files next to the synthetic survey, as an installation with real data has.
+    examples = Path(layout["shared_url"].removeprefix("file://")) / "examples"
+    examples.mkdir(parents=True)
+    shutil.copy(lamost_files["lrs"], examples)
+    shutil.copy(real_spectra_dir / "SDSSJ220248.31+123656.3.fits", examples)
+
+    # What `make run` does next: everything above exists, so prepare() only checks and freezes.
+    prepared = prepare(run_dir, train_model=False)
+    assert all(layout[key] == url for key, url in prepared.items())
+    Path(layout["user_url"].removeprefix("file://")).mkdir(parents=True)
+    return layout
 
 
 @pytest.fixture(scope="session")

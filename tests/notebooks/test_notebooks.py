@@ -121,9 +121,11 @@ def test_browse_and_plot(kernel_env, seeded_platform, tmp_path, artifacts_dir):
     assert z_shown == pytest.approx(z_catalogue, abs=1e-4)  # the viewer took the catalogue z
     assert "lines drawn:" in state and len(state.split("lines drawn:")[1].split(",")) >= 2
 
+    # The real LAMOST LRS and SDSS files in shared/examples, each read by our reader and shown.
     real = text_of(cell_with(nb, "real_viewer = SpectrumViewer("))
-    assert "lamost" in real.lower(), real  # the real LAMOST LRS file, read by our reader
-    assert len(widget_views(cell_with(nb, "real_viewer = SpectrumViewer("))) == 1
+    assert "lamost-lrs:" in real and "class STAR" in real, real
+    assert "sdss" in real.lower(), real
+    assert len(widget_views(cell_with(nb, "real_viewer = SpectrumViewer("))) == 2
 
     assert len(widget_views(cell_with(nb, "nearby = galaxies"))) == 1
     far = text_of(cell_with(nb, "far_viewer = CutoutViewer("))
