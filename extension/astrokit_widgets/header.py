@@ -15,6 +15,27 @@ from ._common import error_html, store_secrets, style_widget, user_message
 log = logging.getLogger(__name__)
 
 
+#: Read size for header previews on object stores: a header is a few 2880-byte blocks.
+HEADER_BLOCK_SIZE = 64 * 1024
+
+
+def read_header_cheaply(source: Any, *, store: Any = None, hdu: int = 0) -> fits.Header:
+    """``astrokit.formats.read_header``, with small reads on remote stores.
+
+    s3fs opens files with a 50 MiB read-ahead block, so reading the first 2880 bytes of a
+    large object would download up to 50 MiB. For remote URLs the file is opened here with
+    :data:`HEADER_BLOCK_SIZE` blocks and handed to the reader as a file object.
+    """
+    from astrokit.formats import read_header
+
+    fs = getattr(store, "fs", None)
+    remote = isinstance(source, str) and "://" in source and not source.startswith("file://")
+    if fs is None or not remote:
+        return read_header(source, store=store, hdu=hdu)
+    with fs.open(source, "rb", block_size=HEADER_BLOCK_SIZE) as handle:
+        return read_header(handle, hdu=hdu)
+
+
 class FitsHeaderView(w.VBox):
     """Show a FITS header as text, with a keyword/value filter.
 
@@ -88,13 +109,11 @@ class FitsHeaderView(w.VBox):
     def load(self, source: Any, *, store: Any = None, hdu: int = 0) -> fits.Header | None:
         """Read and show the header of HDU ``hdu`` of ``source`` (URL, path or file-like).
 
-        Only the header blocks are read (``astrokit.formats.read_header``). A failure is
-        shown in the widget's error label and returns None instead of raising.
+        Only the header blocks are read (:func:`read_header_cheaply`). A failure is shown in
+        the widget's error label and returns None instead of raising.
         """
-        from astrokit.formats import read_header
-
         try:
-            header = read_header(source, store=store, hdu=hdu)
+            header = read_header_cheaply(source, store=store, hdu=hdu)
         except Exception as exc:  # shown to the user, never a traceback
             self.header = None
             self.error = user_message(

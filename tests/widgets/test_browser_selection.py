@@ -145,3 +145,39 @@ def test_unreadable_and_unknown_files(local_browser):
     assert [c[0] for c in browser.header_view.cards][:3] == ["SIMPLE", "BITPIX", "NAXIS"]
     browser.select(f"{root}/shared/spectra/missing.fits")
     assert browser.error.startswith("Not found")
+
+
+@pytest.mark.s3
+def test_header_preview_on_s3_reads_little_of_a_large_file(make_bucket, s3_store_options):
+    """A 20 MB FITS image on S3: the header preview fetches kilobytes, not the object."""
+    import io
+
+    import s3fs
+
+    from astrokit.store import open_store
+
+    bucket = make_bucket()
+    buf = io.BytesIO()
+    fits.PrimaryHDU(np.zeros((2000, 2500), np.float32)).writeto(buf)
+    s3fs.S3FileSystem(**s3_store_options).pipe(f"{bucket}/big.fits", buf.getvalue())
+    store = open_store(bucket, storage_options=s3_store_options)
+    fetched = []  # (start, end) of every ranged GET made through the opened files
+    real_open = store.fs.open
+
+    def spy(*args, **kwargs):
+        handle = real_open(*args, **kwargs)
+        real_fetch = handle.cache.fetcher
+
+        def counting_fetch(start, end):
+            fetched.append((start, end))
+            return real_fetch(start, end)
+
+        handle.cache.fetcher = counting_fetch
+        return handle
+
+    store.fs.open = spy
+    browser = StoreBrowser(store=store, preview=True)
+    assert browser.select(f"{bucket}/big.fits") == "fits"  # an image: header only
+    assert browser.header_view.header["NAXIS1"] == 2500
+    total = sum(end - start for start, end in fetched)
+    assert 0 < total <= 256 * 1024 < len(buf.getvalue()) // 50
