@@ -223,15 +223,16 @@ QUICKSTART = [
         ax.plot(centres[count > 0], mean_g_r[count > 0], "o-")
         ax.set_xlabel("redshift z")
         ax.set_ylabel("mean g − r colour [mag]")
-        ax.set_title("Galaxies get redder with redshift")
+        ax.set_title("Colour against redshift, computed by the workers")
         plt.show()
         """
     ),
     md(
         """
-        Galaxies look redder the farther away they are: their light is stretched to longer
-        wavelengths. That colour–redshift relation is what a photometric-redshift model learns
-        (notebook 3).
+        The colour changes systematically with redshift: the farther a galaxy, the more its
+        light is stretched to longer wavelengths, and features such as the 4000 Å break move
+        from one band into the next. That colour–redshift relation (with the magnitudes and
+        the galaxy's size) is what a photometric-redshift model learns — notebook 3.
 
         **Next:** `02-browse-and-plot` — browse the store and look at spectra and cutouts.
         """
