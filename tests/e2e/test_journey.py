@@ -79,6 +79,7 @@ def server_processes(server_id: str, user: str) -> list[psutil.Process]:
 
 
 def describe(procs: list[psutil.Process]) -> str:
+    """One line per process: pid and the start of its command line."""
     lines = []
     for proc in procs:
         try:
@@ -237,7 +238,11 @@ def journey(hub, context, shot: Shots) -> None:
 
     # 7. Stop the server from the hub's control panel.
     alive_before = server_processes(server_id, USER)
-    assert len(alive_before) >= 2 + PROFILE_WORKERS, describe(alive_before)
+    listing = describe(alive_before)
+    # the scan sees what there is to stop: notebook server, kernel, cluster manager, workers
+    assert len(alive_before) >= 3 + PROFILE_WORKERS, listing
+    assert "jupyterhub-singleuser" in listing and "ipykernel" in listing, listing
+    assert "astrokit_spawner.cluster_manager" in listing, listing
     page.goto(f"{hub.url}/hub/home")
     page.wait_for_selector("#stop")
     shot(page, "control-panel")
