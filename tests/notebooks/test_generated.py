@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
+import importlib.util
 from pathlib import Path
 
 import nbformat
@@ -18,27 +17,32 @@ EXPECTED = [
 ]
 
 
-def test_generator_matches_committed_notebooks(tmp_path):
-    result = subprocess.run(
-        [sys.executable, str(NOTEBOOKS / "generate.py"), "--check"],
-        capture_output=True,
-        text=True,
-        timeout=60,
+@pytest.fixture(scope="module")
+def generator():
+    """``notebooks/generate.py`` as a module (it is a script, not part of a package)."""
+    spec = importlib.util.spec_from_file_location(
+        "astrokit_notebook_generator", NOTEBOOKS / "generate.py"
     )
-    assert result.returncode == 0, result.stderr
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
-def test_generator_writes_what_check_accepts(tmp_path):
-    # --check must compare against the very text the generator writes (no false "stale").
-    for args in (["--out", str(tmp_path)], ["--out", str(tmp_path), "--check"]):
-        result = subprocess.run(
-            [sys.executable, str(NOTEBOOKS / "generate.py"), *args],
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-        assert result.returncode == 0, result.stderr
+def test_generator_matches_committed_notebooks(generator, capsys):
+    assert generator.main(["--check"]) == 0, capsys.readouterr().err
+
+
+def test_check_reports_stale_and_missing_notebooks(generator, tmp_path, capsys):
+    assert generator.main(["--out", str(tmp_path)]) == 0
     assert sorted(p.name for p in tmp_path.glob("*.ipynb")) == EXPECTED
+    assert not list(tmp_path.glob(".tmp-*")), "temporary files left behind"
+    assert generator.main(["--out", str(tmp_path), "--check"]) == 0
+
+    (tmp_path / EXPECTED[1]).write_text((tmp_path / EXPECTED[1]).read_text() + " ")
+    (tmp_path / EXPECTED[2]).unlink()
+    assert generator.main(["--out", str(tmp_path), "--check"]) == 1
+    err = capsys.readouterr().err
+    assert EXPECTED[1] in err and EXPECTED[2] in err and EXPECTED[0] not in err
 
 
 @pytest.mark.parametrize("name", EXPECTED)
