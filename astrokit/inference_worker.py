@@ -125,42 +125,46 @@ def _read_shard_range(part: dict, store: Any) -> dict[str, Any]:
     }
 
 
-def _read_fits_group(part: dict, store: Any) -> dict[str, Any]:
+def _read_fits_group(part: dict, store: Any, max_nan_fraction: float) -> dict[str, Any]:
     from astrokit.formats import read_cutout
 
-    images, mags, ids, zs, errors = [], [], [], [], []
+    n = len(part["files"])
+    images: list[np.ndarray | None] = [None] * n
+    mags: list[np.ndarray | None] = [None] * n
+    ids, zs, errors = [""] * n, [np.nan] * n, [""] * n
+    nan_fraction = np.zeros(n, dtype=np.float32)
     shape = None
-    for url in part["files"]:
+    for i, url in enumerate(part["files"]):
         name = url.rstrip("/").rsplit("/", 1)[-1]
+        ids[i] = name
         try:
-            cut = read_cutout(url, store=store)
+            # read everything, whatever its NaN count: the policy is applied below, the same
+            # way for FITS and shards, so that bad pixels are reported rather than an error
+            cut = read_cutout(url, store=store, max_nan_fraction=1.0)
             image = np.asarray(cut.image, dtype=np.float32)
             if shape is not None and image.shape != shape:
                 raise ValueError(f"cutout shape {image.shape} differs from {shape}")
-            shape = image.shape
-            images.append(image)
-            mags.append(np.asarray(cut.magnitudes, dtype=np.float32))
-            ids.append(str(cut.id))
-            zs.append(np.nan if cut.redshift is None else float(cut.redshift))
-            errors.append("")
         except Exception as exc:  # any unreadable file is one bad row, reported by name
             log.warning("partition %d: bad cutout %s: %s", part["index"], url, exc)
-            images.append(None)
-            mags.append(None)
-            ids.append(name)
-            zs.append(np.nan)
-            errors.append(f"{type(exc).__name__}: {exc}")
-    n = len(part["files"])
-    good = [i for i in range(n) if images[i] is not None]
-    if shape is None:
-        stacked = None
-        mag_arr = None
-    else:
-        stacked = np.full((n, *shape), np.nan, dtype=np.float32)
+            errors[i] = f"{type(exc).__name__}: {exc}"
+            continue
+        shape = image.shape
+        images[i] = image
+        mags[i] = np.asarray(cut.magnitudes, dtype=np.float32)
+        ids[i] = str(cut.id)
+        zs[i] = np.nan if cut.redshift is None else float(cut.redshift)
+        nan_fraction[i] = cut.nan_count / image.size
+    stacked = mag_arr = None
+    if shape is not None:
+        stacked = np.zeros((n, *shape), dtype=np.float32)
         mag_arr = np.full((n, shape[0]), np.nan, dtype=np.float32)
-        for i in good:
-            stacked[i] = images[i]
-            mag_arr[i] = mags[i]
+        for i in range(n):
+            if images[i] is not None:
+                stacked[i] = images[i]
+                mag_arr[i] = mags[i]
+                if nan_fraction[i] > max_nan_fraction:
+                    # the reader filled the bad pixels with 0; restore "unusable" for the policy
+                    stacked[i] = np.nan
     return {
         "images": stacked,
         "mags": mag_arr,
@@ -171,15 +175,21 @@ def _read_fits_group(part: dict, store: Any) -> dict[str, Any]:
             [u.rstrip("/").rsplit("/", 1)[-1] for u in part["files"]], dtype=object
         ),
         "file_errors": np.array(errors, dtype=object),
+        "nan_fraction": nan_fraction,
     }
 
 
-def read_partition(part: dict, store: Any = None) -> dict[str, Any]:
-    """Read a partition's inputs; unreadable sources become rows with an ``error`` message."""
+def read_partition(part: dict, store: Any = None, max_nan_fraction: float = 1.0) -> dict[str, Any]:
+    """Read a partition's inputs; unreadable sources become rows with an ``error`` message.
+
+    FITS cutouts come back with their reader's NaN fill; those over ``max_nan_fraction`` are
+    returned all-NaN so that the input policy reports them, and ``nan_fraction`` holds the
+    fraction measured before the fill.
+    """
     if part["kind"] == "shard":
         return _read_shard_range(part, store)
     if part["kind"] == "fits":
-        return _read_fits_group(part, store)
+        return _read_fits_group(part, store, max_nan_fraction)
     raise ValueError(f"unknown partition kind {part['kind']!r}; expected 'shard' or 'fits'")
 
 
@@ -253,8 +263,9 @@ def predict_partition(
     if threads and torch.get_num_threads() != threads:
         torch.set_num_threads(threads)
     t0 = time.perf_counter()
+    policy = DEFAULT_MAX_NAN_FRACTION if max_nan_fraction is None else max_nan_fraction
     ckpt = get_model(model_url, model_sha256, device, store)
-    data = read_partition(part, store)
+    data = read_partition(part, store, policy)
     t1 = time.perf_counter()
 
     n = len(data["ids"])
@@ -269,15 +280,12 @@ def predict_partition(
     readable = errors == ""
     if data["images"] is not None and readable.any():
         idx = np.flatnonzero(readable)
-        screened = screen_inputs(
-            data["images"][idx],
-            data["mags"][idx],
-            max_nan_fraction=(
-                DEFAULT_MAX_NAN_FRACTION if max_nan_fraction is None else max_nan_fraction
-            ),
-        )
+        screened = screen_inputs(data["images"][idx], data["mags"][idx], max_nan_fraction=policy)
         status[idx] = screened.status
         nan_fraction[idx] = screened.nan_fraction
+        if "nan_fraction" in data:  # measured by the FITS reader before its fill
+            screened.nan_fraction = data["nan_fraction"][idx]
+            nan_fraction[idx] = screened.nan_fraction
         ok = screened.ok
         if ok.any():
             dev = next(ckpt.model.parameters()).device

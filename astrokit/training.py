@@ -29,11 +29,11 @@ log = logging.getLogger(__name__)
 __all__ = ["DEMO_PRESET", "TrainResult", "TrainingError", "load_shard_arrays", "train"]
 
 #: Settings of the demo model trained by ``astrokit platform prepare`` (``make run``): the
-#: ``small`` configuration (~0.93 M parameters, ~30 MFLOP/sample) for 12 epochs over the
+#: ``small`` configuration (~0.88 M parameters, ~20 MFLOP/sample) for 8 epochs over the
 #: seeded survey (6,000 galaxies -> 5,400 train / 600 validation).
 DEMO_PRESET: dict[str, Any] = {
     "config": "small",
-    "epochs": 12,
+    "epochs": 8,
     "batch_size": 64,
     "lr": 2e-3,
     "val_fraction": 0.1,

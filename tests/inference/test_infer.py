@@ -271,3 +271,28 @@ def test_infer_command(cluster_client, shard_url, tiny_model_url, tmp_path, caps
     rc = cli_main(["infer", shard_url, "--out", out, "--no-progress"])
     assert rc == 2  # no model and no ASTROKIT_MODEL_URL
     assert "ASTROKIT_MODEL_URL" in capsys.readouterr().err
+
+
+def test_infer_on_fits_cutouts(cluster_client, tiny_model_url, tmp_path):
+    survey = pytest.importorskip("astrokit.survey", reason="data layer not in this checkout")
+    pytest.importorskip("astrokit.formats", reason="data layer not in this checkout")
+    root = (tmp_path / "survey").as_uri()
+    survey.make_survey(root, galaxies=24, spectra=2, seed=5)
+    cutouts = tmp_path / "survey" / "cutouts"
+    names = sorted(p.name for p in cutouts.glob("*.fits"))
+    assert len(names) == 24
+    (cutouts / names[0]).write_bytes(b"SIMPLE  =  broken")  # one unreadable file
+    result = infer(
+        cutouts.as_uri(),
+        model=tiny_model_url,
+        out=(tmp_path / "pred").as_uri(),
+        client=cluster_client,
+        partition_mb=0.1,  # a few files per task
+        progress=False,
+    )
+    s = result.summary
+    assert s["complete"] and s["input_kind"] == "fits"
+    assert s["n_predictions"] == 24 and s["partitions"] > 1
+    assert s["bad_by_status"] == {"bad_file": 1}
+    assert s["bad_rows"][0]["source"] == names[0]
+    assert s["n_ok"] == 23 and s["metrics"]["n"] == 23
