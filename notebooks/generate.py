@@ -541,6 +541,11 @@ INFERENCE = [
     ),
     md(
         """
+        A word of caution: the platform's demo model was trained on this same synthetic survey
+        (90 % of it), so these numbers are mostly *in-sample* and flattering. To judge a model,
+        run it on galaxies it has not seen — `astrokit.infer` takes any shard set or directory
+        of FITS cutouts, and any checkpoint URL.
+
         The summary the run wrote next to the catalogue carries the same metrics, so a later
         session (or a colleague) can read them without re-running anything:
         """
