@@ -27,6 +27,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: automatic)")
     parser.add_argument(
+        "--threads", type=int, default=None, help="torch CPU threads (default: one per core)"
+    )
+    parser.add_argument(
         "--max-nan-fraction", type=float, default=None, help="input policy (default 0.05)"
     )
 
@@ -52,6 +55,7 @@ def run(args: argparse.Namespace) -> int:
             max_nan_fraction=args.max_nan_fraction,
             seed=args.seed,
             device=args.device,
+            threads=args.threads,
         )
     except (TrainingError, CheckpointError, ConfigError, ShardError, StoreError) as exc:
         print(f"astrokit train: error: {exc}", file=sys.stderr)
