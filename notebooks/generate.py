@@ -664,7 +664,8 @@ ACTIVE = [
         oracle. Within a seed, every strategy starts from the same random seed set, the same
         held-out set and the same initial model, so only the strategy differs. Each loop
         checkpoints in your area: run the cell again and it finds the iterations done and
-        returns at once.
+        returns at once. With the full parameters this takes a few minutes: the CNN retrains
+        in this notebook after every batch, while the pool is scored on the cluster.
         """
     ),
     code(
@@ -693,10 +694,10 @@ ACTIVE = [
     ),
     md(
         """
-        Each iteration's log also records the class balance of the batch it asked for. After
-        the random seed batch, entropy sampling asks for proportionally more of the rare
-        classes (emission-line objects are a minority of the survey) — that is where the
-        model is unsure, and where a label helps most.
+        Each iteration's log also records the class mix of the batch it asked for. Random
+        sampling mirrors the survey's mix; after the shared random seed batch, entropy
+        sampling concentrates on whatever the current model confuses (on this survey, mostly
+        low signal-to-noise featureless and absorption spectra) — where a label helps most.
         """
     ),
     code(
