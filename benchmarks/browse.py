@@ -73,8 +73,13 @@ def moto_server():
                 time.sleep(0.1)
         yield endpoint
     finally:
+        # moto can take a while to exit holding 100k objects: never lose the numbers to it.
         proc.terminate()
-        proc.wait(10)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(30)
 
 
 def _timed_peak(fn):
@@ -182,6 +187,7 @@ def bench_s3(n: int, page_size: int, repeats: int) -> dict:
                 }
             )
         setup = time.perf_counter() - start
+        print(f"s3: {n} objects uploaded in {setup:.1f} s", file=sys.stderr, flush=True)
         fs.put(str(LAMOST_LRS), f"{bucket}/shared/spectra/{LAMOST_LRS.name}")
         store = open_store(f"s3://{bucket}", storage_options=options)
         out = measure(
@@ -216,6 +222,7 @@ def main(argv: list[str] | None = None) -> int:
     backends = [b.strip() for b in args.backends.split(",") if b.strip()]
     if "file" in backends:
         result["file"] = bench_file(n, args.page_size, repeats)
+        print(f"file: {json.dumps(result['file'])}", file=sys.stderr, flush=True)
     if "s3" in backends:
         result["s3"] = bench_s3(n, args.page_size, repeats)
     print(json.dumps(result))
