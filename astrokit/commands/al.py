@@ -43,6 +43,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
     sim.add_argument("--plot", default=None, help="write the learning-curve PNG here")
     sim.add_argument("--json", action="store_true", help="print the full result as JSON")
     sim.add_argument("--workers", type=int, default=2, help="local cluster size when none is set")
+    sim.add_argument(
+        "--train-threads",
+        type=int,
+        default=1,
+        help="torch threads for retraining in this process (1: the cluster's workers have "
+        "the other cores; more threads on a busy machine make training slower, not faster)",
+    )
 
     build = sub.add_parser("pool", help="build a labelled pool of synthetic spectra")
     build.add_argument("out", metavar="OUT_URL", help="pool directory to write")
@@ -69,6 +76,7 @@ def _strategies(values: list[str] | None) -> list[str]:
 
 def _simulate(args: argparse.Namespace) -> int:
     from astrokit.active.experiment import plot_learning_curves, simulate
+    from astrokit.active.models import default_model
     from astrokit.active.pool import Pool
     from astrokit.cluster import client_or_local
 
@@ -86,6 +94,9 @@ def _simulate(args: argparse.Namespace) -> int:
             seed_size=args.seed_size,
             heldout=heldout,
             mc_samples=args.mc_samples,
+            model_factory=lambda n_classes, seed: default_model(
+                n_classes, seed=seed, num_threads=args.train_threads
+            ),
             client=client,
         )
     summary = result.to_dict()

@@ -21,7 +21,7 @@ def test_al_simulate_prints_curves_and_label_efficiency(toy_pool, dask_client, t
         "simulate",
         toy_pool.url,
         "--strategy",
-        "entropy,margin",
+        "margin",
         "--batch",
         "25",
         "--seed-size",
@@ -40,19 +40,19 @@ def test_al_simulate_prints_curves_and_label_efficiency(toy_pool, dask_client, t
     ]
     assert main(argv) == 0
     out = json.loads(capsys.readouterr().out)
-    assert set(out["curves"]) == {"entropy", "margin", "random"}
+    assert set(out["curves"]) == {"margin", "random"}
     for curve in out["curves"].values():
         assert curve["n_labelled"] == [40.0, 65.0, 90.0] and curve["n_seeds"] == 2
         assert all(0 <= m <= 1 for m in curve["mean"]) and len(curve["std"]) == 3
     eff = out["label_efficiency"]
     assert eff["baseline"] == "random" and eff["target"] == out["curves"]["random"]["mean"][-1]
-    assert set(eff["strategies"]) == {"entropy", "margin"}
+    assert set(eff["strategies"]) == {"margin"}
     for e in eff["strategies"].values():
         assert e["ratio"] is None or e["ratio"] == pytest.approx(e["labels"] / 90.0, abs=1e-3)
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # each (strategy, seed) loop checkpointed; a second run finds them done and redoes nothing
     assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == [
-        f"{s}-seed{k}" for s in ("entropy", "margin", "random") for k in (0, 1)
+        f"{s}-seed{k}" for s in ("margin", "random") for k in (0, 1)
     ]
     assert main(argv) == 0
     again = json.loads(capsys.readouterr().out)
