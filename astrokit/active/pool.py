@@ -487,12 +487,12 @@ def build_pool_from_synthetic(
     each shard's generator seed is derived from ``seed`` and the shard number, so the same
     arguments always give the same pool.
     """
-    from astrokit.survey import synth_spectra
+    from astrokit.survey import SPECTRAL_CLASSES, synth_spectra
 
     if n < 1:
         raise ValueError(f"build_pool_from_synthetic: n must be >= 1, got {n}")
     per_shard = rows_per_shard or rows_per_partition(grid)
-    classes = list(SYNTHETIC_CLASSES)
+    classes = list(SPECTRAL_CLASSES)
 
     def batches():
         for k, start in enumerate(range(0, n, per_shard)):
@@ -520,10 +520,6 @@ def build_pool_from_synthetic(
         store=store,
         meta={"builder": "synthetic", "seed": int(seed), "n": int(n)},
     )
-
-
-#: The synthetic survey's spectral classes (:func:`astrokit.survey.synth_spectra`).
-SYNTHETIC_CLASSES = ("emission", "absorption", "broadline", "featureless")
 
 
 def _rows_to_batch(chunk: list[tuple[np.ndarray, str, str]], with_labels: bool) -> dict:

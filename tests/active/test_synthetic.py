@@ -50,3 +50,17 @@ def test_al_pool_command_writes_a_labelled_pool(tmp_path, capsys):
     assert "250 spectra in 3 shards" in capsys.readouterr().out
     pool = Pool.load(url)
     assert pool.has_labels and pool.classes == list(LINE_CLASSES) and pool.grid.n == 128
+
+
+def test_al_pool_from_the_survey_generator(tmp_path):
+    from astrokit.survey import SPECTRAL_CLASSES
+
+    url = f"file://{tmp_path}/pool"
+    argv = ["al", "pool", url, "--source", "survey", "--synthetic", "120", "--pixels", "256"]
+    assert main(argv) == 0
+    pool = Pool.load(url)
+    assert pool.total_rows == 120 and pool.classes == list(SPECTRAL_CLASSES)
+    rows = pool.get_rows(np.arange(120), keys=("flux", "labels", "ids"))
+    assert set(rows["labels"].tolist()) <= set(SPECTRAL_CLASSES)
+    assert len(set(rows["ids"].tolist())) == 120
+    assert np.all(np.isfinite(rows["flux"])) and np.abs(rows["flux"]).max() > 3
