@@ -6,6 +6,7 @@ Prints one JSON object. The same model, the same shard set (``--samples`` galaxi
 * ``baseline``: the plain in-process loop a user would write -- ``torch.set_num_threads(2)``,
   load the checkpoint, then for each shard ``read_shard`` + batched forward passes under
   ``torch.inference_mode``;
+* ``baseline_1thread``: the same loop on 1 thread (the reference for one 1-thread worker);
 * ``distributed_1w`` / ``distributed_2w``: ``astrokit.infer`` on a ``LocalCluster`` of 1 or 2
   worker processes x 1 thread, timed over the whole call (planning, tasks, writing
   ``pred-*.parquet``, the exactness check, catalogue and summary). The workers are warmed up
@@ -223,6 +224,9 @@ def main(argv: list[str] | None = None) -> int:
         del arrays
 
         base = baseline_loop(data_url, model_url, args.batch_size, args.threads)
+        # the same loop on 1 thread: the fair reference for one 1-thread worker, and a check
+        # on the 2-thread baseline (a second thread suffers most when the machine is shared)
+        base_1t = baseline_loop(data_url, model_url, args.batch_size, 1)
         one = distributed_run(data_url, warm_url, model_url, work, 1, args.batch_size, partition_mb)
         two = distributed_run(data_url, warm_url, model_url, work, 2, args.batch_size, partition_mb)
     finally:
@@ -232,7 +236,7 @@ def main(argv: list[str] | None = None) -> int:
     def gflops(rate: float) -> float:
         return rate * flops / 1e9
 
-    for entry in (base, one, two):
+    for entry in (base, base_1t, one, two):
         entry["gflop_per_s"] = gflops(entry["samples_per_s"])
     ratio_2w = two["samples_per_s"] / base["samples_per_s"]
     scaling = two["samples_per_s"] / one["samples_per_s"]
@@ -248,9 +252,11 @@ def main(argv: list[str] | None = None) -> int:
         "shards": n_shards,
         "prepare_s": prep_s,
         "baseline": base,
+        "baseline_1thread": base_1t,
         "distributed_1w": one,
         "distributed_2w": two,
         "ratio_1w_to_baseline": one["samples_per_s"] / base["samples_per_s"],
+        "ratio_1w_to_baseline_1thread": one["samples_per_s"] / base_1t["samples_per_s"],
         "ratio_2w_to_baseline": ratio_2w,
         "scaling_1w_to_2w": scaling,
         "targets": {

@@ -21,7 +21,7 @@ def test_infer_benchmark_quick(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = json.loads(proc.stdout)
     assert report["samples"] == 256 and report["config"] == "tiny"
-    for path in ("baseline", "distributed_1w", "distributed_2w"):
+    for path in ("baseline", "baseline_1thread", "distributed_1w", "distributed_2w"):
         assert report[path]["samples"] == 256
         assert report[path]["samples_per_s"] > 0
         assert report[path]["gflop_per_s"] > 0
