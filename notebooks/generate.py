@@ -601,7 +601,7 @@ ACTIVE = [
         # Parameters: the test suite sets ASTROKIT_NOTEBOOK_QUICK=1 for a short run.
         QUICK = os.environ.get("ASTROKIT_NOTEBOOK_QUICK") == "1"
         BATCH = 20 if QUICK else 100  # spectra labelled per iteration
-        ITERATIONS = 3 if QUICK else 6  # including the random seed iteration
+        ITERATIONS = 2 if QUICK else 6  # including the random seed iteration
         SEEDS = [0] if QUICK else [0, 1]  # repeat the experiment to see the spread
         HELDOUT = 60 if QUICK else 500  # labelled spectra kept aside to measure accuracy
         """,
