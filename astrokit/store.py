@@ -545,6 +545,9 @@ class Store:
         except BaseException as exc:
             with contextlib.suppress(Exception):
                 raw.discard()  # abort the multipart upload: nothing becomes visible
+            # Mark it closed: otherwise its finaliser later tries to flush the discarded
+            # buffer through s3fs's event loop, which can hang interpreter shutdown.
+            raw.closed = True
             backend = type(exc).__module__.startswith(("botocore", "s3fs", "aiobotocore"))
             if backend and isinstance(exc, Exception) and not isinstance(exc, StoreError):
                 raise _translate(exc, _to_url("s3", path)) from exc
