@@ -250,6 +250,12 @@ def journey(hub, context, shot: Shots) -> None:
     wait_until(lambda: hub.server(USER) is None, 60, "the hub to report the server stopped")
     page.wait_for_selector("#start", state="visible", timeout=30_000)
     shot(page, "stopped")
+    # The dashboard went with the server: the hub now answers that the server is not running.
+    response = page.goto(f"{hub.url}{href}")
+    assert response is not None and response.status >= 400, response and response.status
+    assert "Dask" not in page.title()
+    assert "not running" in page.inner_text("body").lower(), page.inner_text("body")[:500]
+    shot(page, "dashboard-after-stop")
 
     # 8. Nothing of the server is left: not the notebook, kernel, scheduler or any worker.
     try:
