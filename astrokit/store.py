@@ -203,6 +203,7 @@ class Store:
         shared_url: str | None = None,
         user_url: str | None = None,
         endpoint: str | None = None,
+        allow_shared_writes: bool = False,
     ) -> None:
         self.protocol, self._root = _split(url)
         self.url = _to_url(self.protocol, self._root)
@@ -211,6 +212,7 @@ class Store:
         self.user_url = self._norm(user_url) if user_url else None
         self._shared_path = _split(self.shared_url)[1]
         self.endpoint = endpoint
+        self.allow_shared_writes = allow_shared_writes
 
     # -- naming -------------------------------------------------------------------------------
     def __repr__(self) -> str:
@@ -246,7 +248,7 @@ class Store:
 
     def _check_writable(self, url: str) -> str:
         path = self._path(url)
-        if _is_under(path, self._shared_path):
+        if _is_under(path, self._shared_path) and not self.allow_shared_writes:
             raise ReadOnlyAreaError(
                 f"{self._norm(url)} is in the read-only shared area ({self.shared_url}); "
                 f"write under your own prefix ({self.user_url or self.join('users', '<name>')})"
@@ -592,6 +594,7 @@ def open_store(
     storage_options: dict | None = None,
     shared_url: str | None = None,
     user_url: str | None = None,
+    allow_shared_writes: bool = False,
 ) -> Store:
     """Open the store at ``url`` (default: ``$ASTROKIT_STORE_URL``).
 
@@ -606,6 +609,9 @@ def open_store(
     shared_url, user_url : str, optional
         Override ``ASTROKIT_SHARED_URL`` / ``ASTROKIT_USER_URL`` (default shared area:
         ``<url>/shared``).
+    allow_shared_writes : bool
+        For the platform's own seeding tools only (``astrokit platform prepare``): lift the
+        read-only rule of the shared area. User-facing code never sets it.
 
     Returns
     -------
@@ -641,7 +647,14 @@ def open_store(
         shared = None
     if user and not _is_under(_split(user)[1], _split(root)[1]):
         user = None
-    store = Store(url, fs, shared_url=shared, user_url=user, endpoint=endpoint)
+    store = Store(
+        url,
+        fs,
+        shared_url=shared,
+        user_url=user,
+        endpoint=endpoint,
+        allow_shared_writes=allow_shared_writes,
+    )
     log.debug("opened %r", store)
     return store
 
