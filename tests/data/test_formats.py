@@ -264,3 +264,43 @@ def test_cutout_from_store(any_store, gal, tmp_path):
     any_store.write_bytes(url, cutout_fits_bytes(gal["images"][0], gal["mags"][0], 0.1, "c"))
     assert read_cutout(url, store=any_store).id == "c"
     shutil.rmtree(tmp_path, ignore_errors=True)
+
+
+def test_lamost_lrs_table_layout_and_plain_1d(lamost_files, tmp_path):
+    """The DR8+ LRS layout (one-row table in HDU 1) from the real DR6 data; plain 1-D FITS."""
+    with fits.open(lamost_files["lrs"]) as h:
+        hdr = h[0].header.copy()
+        rows = h[0].data
+    n = rows.shape[1]
+    table = fits.BinTableHDU.from_columns(
+        [
+            fits.Column("FLUX", f"{n}E", array=rows[0][None]),
+            fits.Column("IVAR", f"{n}E", array=rows[1][None]),
+            fits.Column("WAVELENGTH", f"{n}D", array=rows[2][None].astype(np.float64)),
+            fits.Column("ANDMASK", f"{n}E", array=rows[3][None]),
+            fits.Column("ORMASK", f"{n}E", array=rows[4][None]),
+        ],
+        name="COADD",
+    )
+    for key in ("NAXIS1", "NAXIS2"):
+        hdr.remove(key, ignore_missing=True)
+    hdr["NAXIS"] = 0
+    path = tmp_path / "spec-dr8-layout.fits"
+    fits.HDUList([fits.PrimaryHDU(header=hdr), table]).writeto(path)
+    new = read_spectrum(path)
+    old = read_spectrum(lamost_files["lrs"])
+    assert new.meta["format"] == "lamost-lrs"
+    assert new.meta["redshift"] == old.meta["redshift"]
+    np.testing.assert_allclose(new.flux.value, old.flux.value, rtol=1e-6)
+    np.testing.assert_array_equal(new.mask, old.mask)
+
+    flux = np.linspace(1, 2, 50).astype(np.float32)
+    hdu = fits.PrimaryHDU(flux)
+    hdu.header.update(CRVAL1=3.6, CDELT1=1e-3, CRPIX1=1, **{"DC-FLAG": 1}, Z=0.05)
+    hdu.header["BUNIT"] = "erg / (s cm2 Angstrom)"
+    plain = tmp_path / "plain.fits"
+    hdu.writeto(plain)
+    p = read_spectrum(plain)
+    assert p.meta["format"] == "fits-1d" and p.meta["redshift"] == 0.05
+    assert p.spectral_axis[0].value == pytest.approx(10**3.6)
+    assert p.flux.unit == u.Unit("erg / (s cm2 Angstrom)") and p.uncertainty is None
