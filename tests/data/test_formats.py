@@ -304,3 +304,21 @@ def test_lamost_lrs_table_layout_and_plain_1d(lamost_files, tmp_path):
     assert p.meta["format"] == "fits-1d" and p.meta["redshift"] == 0.05
     assert p.spectral_axis[0].value == pytest.approx(10**3.6)
     assert p.flux.unit == u.Unit("erg / (s cm2 Angstrom)") and p.uncertainty is None
+
+
+def test_cutout_fast_path_matches_astropy_path(gal):
+    from astrokit.formats.cutouts import _simple_cube
+
+    data = cutout_fits_bytes(gal["images"][1], gal["mags"][1], gal["z"][1], "f1")
+    assert _simple_cube(data, "f1") is not None  # the survey's files take the fast path
+    # the same cube with a trailing extension takes astropy's path; results must agree
+    with fits.open(io.BytesIO(data)) as h:
+        buf = io.BytesIO()
+        fits.HDUList([h[0], fits.ImageHDU(np.zeros((2, 2), np.float32))]).writeto(buf)
+    slow = buf.getvalue()
+    assert _simple_cube(slow, "s") is None
+    a, b = read_cutout(data), read_cutout(slow)
+    np.testing.assert_array_equal(a.image, b.image)
+    np.testing.assert_array_equal(a.magnitudes, b.magnitudes)
+    assert (a.redshift, a.id) == (b.redshift, b.id)
+    assert _simple_cube(data[:-3000], "t") is None  # truncated: general path reports it
