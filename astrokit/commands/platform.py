@@ -9,10 +9,13 @@ Each step is skipped when its output is already complete.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import logging
 import os
+import shutil
 import time
+from collections.abc import Iterable
 from pathlib import Path
 
 log = logging.getLogger("astrokit.platform")
@@ -33,6 +36,23 @@ def configure(parser: argparse.ArgumentParser) -> None:
     prep.add_argument(
         "--skip-model", action="store_true", help="do not train the demo photo-z model"
     )
+    prep.add_argument(
+        "--examples",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="directory of real spectra to copy into shared/examples (repeatable; "
+        "missing directories are skipped)",
+    )
+
+
+# Real spectra that permissively licensed PyPI packages ship (DESIGN.md §4): when those packages
+# are installed, `prepare` puts copies into shared/examples so the notebooks show real data.
+PACKAGED_EXAMPLES = [
+    ("pydl", "pydlspec2d/tests/t/spPlate-4055-55359-0020.fits"),
+    ("linetools", "spectra/tests/files/SDSSJ220248.31+123656.3.fits"),
+    ("specutils", "io/default_loaders/tests/desi_test_data/coadd-sv3-dark-26065.fits"),
+]
 
 
 def store_layout(run_dir: Path) -> dict[str, str]:
@@ -44,6 +64,7 @@ def store_layout(run_dir: Path) -> dict[str, str]:
         "survey_url": (root / "shared" / "survey").as_uri(),
         "shards_url": (root / "shared" / "survey" / "shards").as_uri(),
         "models_url": (root / "shared" / "models").as_uri(),
+        "examples_url": (root / "shared" / "examples").as_uri(),
         "model_url": (root / "shared" / "models" / "photoz-small.pt").as_uri(),
         "users_url": (root / "users").as_uri(),
     }
@@ -60,6 +81,7 @@ def prepare(
     spectra: int = DEFAULT_SPECTRA,
     seed: int = 42,
     train_model: bool = True,
+    examples: Iterable[Path] = (),
 ) -> dict[str, str]:
     """Create and seed the embedded store under ``run_dir``; return its URLs.
 
@@ -71,6 +93,9 @@ def prepare(
         Size and seed of the synthetic survey written when ``shared/survey`` is empty.
     train_model
         Train the demo photo-z model when ``shared/models/photoz-small.pt`` is missing.
+    examples
+        Directories of real spectra (e.g. ``../shared/data/lamost``) copied, with the real
+        spectra that installed PyPI packages ship, into ``shared/examples``.
     """
     layout = store_layout(run_dir)
     for key in ("shared_url", "users_url", "models_url"):
@@ -103,10 +128,42 @@ def prepare(
     elif model_path.exists():
         log.info("demo model already present at %s", model_path)
 
+    n_examples = copy_examples(_path(layout["examples_url"]), examples)
+    log.info("%d real example spectra in %s", n_examples, _path(layout["examples_url"]))
+
     # The shared survey area is read-only for users: the library refuses writes under shared/,
     # and on the embedded default's file:// store we also drop the write bits.
     _freeze_shared(_path(layout["shared_url"]))
     return layout
+
+
+def _packaged_example_files() -> list[Path]:
+    found = []
+    for package, rel in PACKAGED_EXAMPLES:
+        spec = importlib.util.find_spec(package)
+        if spec is not None and spec.origin is not None:
+            path = Path(spec.origin).parent / rel
+            if path.is_file():
+                found.append(path)
+    return found
+
+
+def copy_examples(dest: Path, sources: Iterable[Path]) -> int:
+    """Copy real spectra into ``dest`` (skipping ones already there); return how many are there.
+
+    Each copy goes to a temporary name first and is renamed, so a reader never sees half a file.
+    """
+    files = [f for d in sources if Path(d).is_dir() for f in sorted(Path(d).iterdir())]
+    files = [f for f in files if f.is_file() and ".fits" in f.name] + _packaged_example_files()
+    dest.mkdir(parents=True, exist_ok=True)
+    for src in files:
+        target = dest / src.name
+        if target.exists():
+            continue
+        tmp = dest / f".tmp-{src.name}"
+        shutil.copyfile(src, tmp)
+        os.replace(tmp, target)
+    return sum(1 for f in dest.iterdir() if not f.name.startswith("."))
 
 
 def _freeze_shared(shared: Path) -> None:
@@ -128,6 +185,7 @@ def run(args: argparse.Namespace) -> int:
             spectra=args.spectra,
             seed=args.seed,
             train_model=not args.skip_model,
+            examples=[Path(d) for d in args.examples],
         )
         for key, url in layout.items():
             log.info("%-11s %s", key, url)
