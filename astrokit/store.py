@@ -455,14 +455,20 @@ class Store:
         return True
 
     # -- reading ------------------------------------------------------------------------------
-    def open(self, url: str, mode: str = "rb") -> IO:
-        """Open ``url`` for reading (``"rb"`` or ``"r"``); use :meth:`atomic_open` to write."""
+    def open(self, url: str, mode: str = "rb", *, block_size: int | None = None) -> IO:
+        """Open ``url`` for reading (``"rb"`` or ``"r"``); use :meth:`atomic_open` to write.
+
+        ``block_size`` sets the read-ahead of remote files: s3fs defaults to 50 MiB, far too
+        much for reading a FITS header; callers that read a few blocks pass e.g. 64 KiB.
+        """
         if mode not in ("rb", "r"):
             raise ValueError(f"Store.open is read-only (mode 'rb' or 'r'), got {mode!r}")
         path = self._path(url)
         try:
             if self.protocol == "file":
                 return open(path, mode)
+            if block_size is not None:
+                return self.fs.open(path, mode, block_size=block_size)
             return self.fs.open(path, mode)
         except Exception as exc:
             raise _translate(exc, self._norm(url)) from exc

@@ -133,7 +133,7 @@ def read_header(source: Any, *, store: Any = None, hdu: int = 0) -> fits.Header:
 
         try:
             st, url = resolve(os.fspath(source), store)
-            fh: IO = st.open(url, "rb")
+            fh: IO = st.open(url, "rb", block_size=64 * 1024)
         except StoreError as exc:
             raise FormatError(name, f"cannot read the file ({exc})") from exc
         close = True
