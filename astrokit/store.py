@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import fnmatch
+import hashlib
 import heapq
 import io
 import logging
@@ -154,6 +155,33 @@ def _s3_options_from_env(storage_options: dict | None) -> dict:
         else:
             opts[key] = value
     return opts
+
+
+# Environment variables botocore reads credentials from. s3fs caches filesystem instances by
+# their constructor arguments only, so a store opened after these change would silently reuse
+# a client holding the old credentials; we key our own cache on a digest of them as well.
+_CREDENTIAL_VARS = (
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_PROFILE",
+    "AWS_SHARED_CREDENTIALS_FILE",
+    "AWS_CONFIG_FILE",
+)
+_S3_FILESYSTEMS: dict[tuple[str, str], Any] = {}
+
+
+def _s3_filesystem(opts: dict) -> Any:
+    """An s3fs filesystem for ``opts``, reused while the environment's credentials stay the same."""
+    import s3fs  # lab/ml extra: imported only when an s3:// store is used
+    from fsspec.utils import tokenize
+
+    creds = "\0".join(os.environ.get(k, "") for k in _CREDENTIAL_VARS)
+    key = (tokenize(opts), hashlib.sha256(creds.encode()).hexdigest())
+    fs = _S3_FILESYSTEMS.get(key)
+    if fs is None:
+        fs = _S3_FILESYSTEMS[key] = s3fs.S3FileSystem(skip_instance_cache=True, **opts)
+    return fs
 
 
 def _translate(exc: BaseException, url: str) -> StoreError:
@@ -644,9 +672,7 @@ def open_store(
     else:
         opts = _s3_options_from_env(storage_options)
         endpoint = opts.get("client_kwargs", {}).get("endpoint_url")
-        import s3fs  # lab/ml extra: imported only when an s3:// store is used
-
-        fs = s3fs.S3FileSystem(**opts)
+        fs = _s3_filesystem(opts)
     root = _to_url(*_split(url))
     # the environment's areas apply only when they belong to this root
     if shared and not _is_under(_split(shared)[1], _split(root)[1]):

@@ -349,7 +349,7 @@ BROWSE = [
 
         The same reader opens real survey files: SDSS, BOSS, DESI and LAMOST (low and medium
         resolution) are recognised from their headers. If your installation put real examples
-        into `shared/examples/`, the next cell plots the first few.
+        into `shared/examples/`, the next cell plots them.
         """
     ),
     code(
@@ -358,7 +358,7 @@ BROWSE = [
         real = []
         if store.exists(examples):
             real = [e.url for e in store.list_page(examples).entries if ".fit" in e.name]
-        for url in real[:3]:
+        for url in real[:6]:
             real_viewer = SpectrumViewer(url, store=store)
             meta = real_viewer.spectra[0].meta
             print(f"{meta['format']}: {meta['id']}, class {meta['object_class']}")

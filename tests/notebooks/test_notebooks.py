@@ -121,11 +121,15 @@ def test_browse_and_plot(kernel_env, seeded_platform, tmp_path, artifacts_dir):
     assert z_shown == pytest.approx(z_catalogue, abs=1e-4)  # the viewer took the catalogue z
     assert "lines drawn:" in state and len(state.split("lines drawn:")[1].split(",")) >= 2
 
-    # The real LAMOST LRS and SDSS files in shared/examples, each read by our reader and shown.
+    # Every real file in shared/examples (LAMOST, SDSS, BOSS, DESI: the fixture's copies plus
+    # what `platform prepare` copies from installed packages), each read by our reader and shown.
+    examples = Path(seeded_platform["store_url"].removeprefix("file://")) / "shared" / "examples"
+    n_examples = len([p for p in examples.iterdir() if ".fit" in p.name])
+    assert n_examples >= 2
     real = text_of(cell_with(nb, "real_viewer = SpectrumViewer("))
     assert "lamost-lrs:" in real and "class STAR" in real, real
     assert "sdss" in real.lower(), real
-    assert len(widget_views(cell_with(nb, "real_viewer = SpectrumViewer("))) == 2
+    assert len(widget_views(cell_with(nb, "real_viewer = SpectrumViewer("))) == n_examples
 
     assert len(widget_views(cell_with(nb, "nearby = galaxies"))) == 1
     far = text_of(cell_with(nb, "far_viewer = CutoutViewer("))
