@@ -342,15 +342,18 @@ def _train_body(
             **{f"val_{k}": v for k, v in val_metrics.items() if k != "n"},
         }
         history.append(entry)
+        # every photo-z metric the issue asks for, so a run can be judged from its log alone
         log.info(
-            "epoch %d/%d  train_loss %.4f  val_loss %.4f  sigma_mad %.4f  outliers %.3f  "
-            "mae %.4f  (%.1f s)",
+            "epoch %d/%d  train_loss %.4f  val_loss %.4f  sigma_mad %.4f  bias %+.4f  "
+            "outliers %.3f  mse %.5f  mae %.4f  (%.1f s)",
             epoch,
             epochs,
             entry["train_loss"],
             val_loss,
             val_metrics["sigma_mad"],
+            val_metrics["bias"],
             val_metrics["outlier_fraction"],
+            val_metrics["mse"],
             val_metrics["mae"],
             entry["seconds"],
         )

@@ -163,6 +163,11 @@ def simulate(
     )
 
 
+def _metric_or_nan(record: IterationRecord, metric: str) -> float:
+    value = getattr(record, metric)
+    return np.nan if value is None else float(value)
+
+
 def learning_curves(result: ExperimentResult, metric: str = "accuracy") -> dict[str, Any]:
     """Mean and std over seeds of ``metric`` against the number of labels, per strategy.
 
@@ -175,7 +180,10 @@ def learning_curves(result: ExperimentResult, metric: str = "accuracy") -> dict[
         if not runs:
             continue
         length = min(len(r) for r in runs)
-        values = np.array([[getattr(rec, metric) or np.nan for rec in r[:length]] for r in runs])
+        # None (not evaluated) becomes NaN; an accuracy of 0.0 is a real value and stays
+        values = np.array(
+            [[_metric_or_nan(rec, metric) for rec in r[:length]] for r in runs], dtype=float
+        )
         labels = np.array([[rec.n_labelled for rec in r[:length]] for r in runs], dtype=float)
         curves[name] = {
             "n_labelled": labels.mean(axis=0).round(1).tolist(),

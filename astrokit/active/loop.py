@@ -18,7 +18,7 @@ Human labelling (asynchronous oracle)::
     loop = ActiveLearningLoop(pool_url, state_url, oracle="human", heldout=...)
     widget = LabellingWidget(loop)    # calls loop.step(): scores, stops at "awaiting_labels"
     widget                            # each click -> loop.record_label(...) -> store
-                                      # last label of the batch -> loop.step() again
+                                      # "Next batch" (after the last label) -> loop.step()
 """
 
 from __future__ import annotations

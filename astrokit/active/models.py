@@ -324,6 +324,29 @@ class SklearnClassifier:
         self.estimator = pickle.loads(state)
 
 
+def _unfitted_copy(estimator: Any) -> Any:
+    """A copy of ``estimator`` for the loop to train, leaving the caller's object untouched.
+
+    scikit-learn's ``clone`` (same parameters, not fitted) when the estimator follows its
+    ``get_params`` convention and scikit-learn is installed; otherwise ``copy.deepcopy``.
+    The copy matters when one estimator is passed to several loops (strategies, seeds).
+    """
+    if hasattr(estimator, "get_params"):
+        try:
+            from sklearn.base import clone
+        except ImportError:
+            pass
+        else:
+            return clone(estimator)
+    try:
+        return copy.deepcopy(estimator)
+    except Exception as exc:  # deepcopy raises whatever the object's __reduce__ raises
+        raise ModelError(
+            f"cannot copy {type(estimator).__name__} for the loop to train "
+            f"({type(exc).__name__}: {exc}); pass a factory returning a fresh one"
+        ) from exc
+
+
 def default_model(n_classes: int, *, seed: int = 0, **kwargs: Any) -> TorchClassifier:
     """The default: a :class:`~astrokit.models.spectra_cnn.SpectraCNN` in a TorchClassifier."""
     import torch
@@ -339,9 +362,11 @@ def default_model(n_classes: int, *, seed: int = 0, **kwargs: Any) -> TorchClass
 def as_model(model: Any, n_classes: int, *, seed: int = 0) -> ALModel:
     """Turn what the user passed into an adapter.
 
-    ``None`` → the default CNN; a torch module → :class:`TorchClassifier`; an estimator with
-    ``predict_proba`` → :class:`SklearnClassifier`; a zero-argument callable → called first
-    (a factory); an object that already implements :class:`ALModel` is returned as is.
+    ``None`` → the default CNN; a torch module → :class:`TorchClassifier`; an object that
+    already implements :class:`ALModel` is returned as is; any other object with ``fit`` and
+    ``predict_proba`` → :class:`SklearnClassifier` around an unfitted copy of it
+    (``sklearn.base.clone`` when it has ``get_params``, else ``copy.deepcopy``); a
+    zero-argument callable (including a class) → called first (a factory).
     """
     if model is None:
         return default_model(n_classes, seed=seed)
@@ -354,10 +379,13 @@ def as_model(model: Any, n_classes: int, *, seed: int = 0) -> ALModel:
             return TorchClassifier(model, n_classes, seed=seed)
     except ImportError:  # pragma: no cover - the ml extra always has torch
         pass
-    if hasattr(model, "fit") and hasattr(model, "predict_proba") and hasattr(model, "get_params"):
-        return SklearnClassifier(model, n_classes)
-    if isinstance(model, ALModel):
+    # an adapter first: it has fit and predict_proba too, and must not be wrapped again
+    if isinstance(model, ALModel) and not isinstance(model, type):
         return model
+    # duck typing, as the docs promise: fit + predict_proba suffices (get_params is a
+    # scikit-learn convention, not a requirement); a class is a factory, handled below
+    if hasattr(model, "fit") and hasattr(model, "predict_proba") and not isinstance(model, type):
+        return SklearnClassifier(_unfitted_copy(model), n_classes)
     if isinstance(model, Callable):
         return as_model(model(), n_classes, seed=seed)
     raise ModelError(

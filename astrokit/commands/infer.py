@@ -37,6 +37,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from astrokit.inference import IncompleteResultError, InferenceError, infer
+    from astrokit.models.astromae import ConfigError
     from astrokit.models.checkpoint import CheckpointError
     from astrokit.shards import ShardError
     from astrokit.store import StoreError
@@ -63,7 +64,9 @@ def run(args: argparse.Namespace) -> int:
     except IncompleteResultError as exc:
         print(f"astrokit infer: {exc}", file=sys.stderr)
         result, status = exc.result, 1
-    except (InferenceError, CheckpointError, ShardError, StoreError) as exc:
+    # ConfigError: a checkpoint's configuration this code cannot build (e.g. a bad value); a
+    # user error like the others, so one line on stderr rather than a traceback
+    except (InferenceError, CheckpointError, ConfigError, ShardError, StoreError) as exc:
         print(f"astrokit infer: error: {exc}", file=sys.stderr)
         return 2
     finally:

@@ -24,7 +24,7 @@ from typing import Any
 
 import torch
 
-from astrokit.models.astromae import AstroMAE, AstroMAEConfig, get_config
+from astrokit.models.astromae import AstroMAE, AstroMAEConfig, ConfigError, get_config
 
 log = logging.getLogger(__name__)
 
@@ -221,7 +221,11 @@ def parse_checkpoint(
             f"{where}: checkpoint format_version {version!r}; this AstroKit reads <= "
             f"{FORMAT_VERSION}"
         )
-    stored = get_config(payload["config"])
+    try:
+        stored = get_config(payload["config"])
+    except ConfigError as exc:
+        # name the file: the bare ConfigError does not say which checkpoint holds the config
+        raise CheckpointFormatError(f"{where}: stored configuration is invalid: {exc}") from exc
     if config is None:
         cfg, name = stored, "its stored configuration"
     else:
@@ -265,7 +269,9 @@ def load_checkpoint(
     Raises
     ------
     CheckpointFormatError
-        Not a checkpoint, or a newer format.
+        Not a checkpoint, a newer format, or a stored configuration this code cannot build.
+    astrokit.models.astromae.ConfigError
+        ``config`` (the one insisted on) is not a valid configuration.
     CheckpointMismatchError
         A layer is missing, extra or of another shape; the message names it.
     astrokit.store.StoreNotFound

@@ -1,16 +1,21 @@
 """The labelling widget: a person as the oracle of an active-learning loop.
 
 It shows each spectrum the loop queries in the :class:`~astrokit_widgets.SpectrumViewer`, with
-one button per class, *Skip* and *Undo*. The flow (the loop's oracle is asynchronous, since a
-notebook cannot block waiting for clicks)::
+one button per class, *Skip*, *Undo* and *Next batch*. The flow (the loop's oracle is
+asynchronous, since a notebook cannot block waiting for clicks)::
 
     LabellingWidget(loop)
       └─ loop.step()  ── scores the pool on the cluster, stops at "awaiting_labels"
     click "emission"
       └─ loop.record_label(id, "emission")   written to the store before the click returns
-    ... last spectrum of the batch ...
+    ... last spectrum of the batch ...          (status "batch_complete": Undo still works)
+    click "Next batch"
       └─ loop.step()  ── retrains, evaluates, checkpoints     (status "training")
       └─ loop.step()  ── queries the next batch               (status "awaiting_labels")
+
+Retraining waits for *Next batch* because a batch's answers can only be undone until the
+model has been trained on them. ``auto_continue=True`` skips that stop (retraining starts on
+the last answer, which then cannot be undone) for people who label fast and never look back.
 
 Every answer is in the store the moment it is given, so a kernel restart loses nothing:
 build the loop again on the same state URL (``ActiveLearningLoop.resume(url,
@@ -56,8 +61,10 @@ class LabellingWidget(w.VBox):
     loop : ActiveLearningLoop
         A loop whose oracle is ``"human"`` (asynchronous).
     auto_continue : bool
-        When the last spectrum of a batch is answered, retrain and fetch the next batch at
-        once (default). Otherwise :meth:`next_batch` does it.
+        False (default): when the last spectrum of a batch is answered the widget stops at
+        status ``"batch_complete"``, where *Undo* still works, and the *Next batch* button
+        (or :meth:`next_batch`) retrains and fetches the next batch. True: retrain and fetch
+        at once on the last answer -- that answer can then no longer be undone.
     start : bool
         Call ``loop.step()`` now when the loop is not already waiting for labels (scores
         the pool; may take a while on a large pool).
@@ -76,14 +83,15 @@ class LabellingWidget(w.VBox):
     position = t.Int(0)
     batch_size = t.Int(0)
     iteration = t.Int(0)
-    #: "awaiting_labels", "training", "exhausted", "idle" or "error".
+    #: "awaiting_labels", "batch_complete" (all answered, not yet trained on: undo or next
+    #: batch), "training", "exhausted", "idle" or "error".
     status = t.Unicode("idle")
     #: Answers given through this widget, newest last: {"id", "index", "label", "iteration"}.
     answers = t.List()
     error = t.Unicode("")
 
     def __init__(
-        self, loop: Any, *, auto_continue: bool = True, start: bool = True, **kwargs: Any
+        self, loop: Any, *, auto_continue: bool = False, start: bool = True, **kwargs: Any
     ) -> None:
         super().__init__(**kwargs)
         if not getattr(loop.oracle, "asynchronous", False):
@@ -92,7 +100,7 @@ class LabellingWidget(w.VBox):
                 f"{type(loop.oracle).__name__}"
             )
         self.loop = loop
-        self.auto_continue = auto_continue
+        self.auto_continue = bool(auto_continue)
         self.classes = list(loop.classes)
         self._title = w.HTML()
         self._message = w.HTML()
@@ -106,15 +114,23 @@ class LabellingWidget(w.VBox):
         self.skip_button.on_click(lambda _b: self._safely(self.skip))
         self.undo_button = w.Button(description="Undo", tooltip="withdraw the last answer")
         self.undo_button.on_click(lambda _b: self._safely(self.undo))
+        self.next_button = w.Button(
+            description="Next batch",
+            tooltip="retrain on this batch's answers and fetch the next batch",
+            button_style="success",
+        )
+        self.next_button.on_click(lambda _b: self._safely(self.next_batch))
         self.viewer = self._make_viewer()
-        buttons = w.HBox([*self.class_buttons.values(), self.skip_button, self.undo_button])
+        buttons = w.HBox(
+            [*self.class_buttons.values(), self.skip_button, self.undo_button, self.next_button]
+        )
         view = self.viewer if self.viewer is not None else self._fallback
         self.children = [self._title, view, buttons, self._message]
         self.add_class("astrokit-labeller")
         self.observe(
             self._render_text, names=["status", "position", "batch_size", "error", "current_id"]
         )
-        if loop.awaiting_labels:
+        if loop.awaiting_labels or self._batch_answered():
             self._show_current()
         elif start:
             self._safely(self._advance)
@@ -157,6 +173,10 @@ class LabellingWidget(w.VBox):
             display(fig)
 
     # -- state -----------------------------------------------------------------------------
+    def _batch_answered(self) -> bool:
+        """Every query of the batch answered, none trained on yet (answers still undoable)."""
+        return self.loop.phase == "label" and bool(self.loop.batch) and not self.loop.pending
+
     def _show_current(self) -> None:
         pending = self.loop.pending
         batch = self.loop.batch
@@ -165,6 +185,8 @@ class LabellingWidget(w.VBox):
         self.position = len(batch) - len(pending)
         if not pending:
             self.current_id, self.current_index = "", -1
+            if self._batch_answered():
+                self.status = "batch_complete"
             return
         query = pending[0]
         self._display(query)
@@ -239,7 +261,10 @@ class LabellingWidget(w.VBox):
         self._show_current()
 
     def next_batch(self) -> None:
-        """Retrain and fetch the next batch (when ``auto_continue`` is off)."""
+        """Retrain on the answered batch and fetch the next (the *Next batch* button).
+
+        Also starts a widget made with ``start=False`` and retries after a failed retrain.
+        """
         if self.loop.awaiting_labels:
             raise RuntimeError(f"{len(self.loop.pending)} spectra of this batch still need labels")
         self._advance()
@@ -249,6 +274,13 @@ class LabellingWidget(w.VBox):
         done = self.status in ("exhausted", "training")
         for button in (*self.class_buttons.values(), self.skip_button):
             button.disabled = self.current_index < 0 or done
+        # shown only when there is something to go on to: a finished batch, a widget not
+        # started yet, or a retrain that failed (clicking again retries it)
+        can_continue = self.status in ("batch_complete", "idle", "error") and not (
+            self.loop.awaiting_labels
+        )
+        self.next_button.disabled = not can_continue
+        self.next_button.layout.display = None if can_continue else "none"
         shown = min(self.position + 1, self.batch_size)
         self._title.value = (
             f"<b>Iteration {self.iteration}</b> · spectrum {shown}"
@@ -257,6 +289,10 @@ class LabellingWidget(w.VBox):
         )
         message = {
             "training": "retraining and scoring the pool…",
+            "batch_complete": (
+                "batch complete: <b>Next batch</b> retrains on these answers"
+                " (<b>Undo</b> still works until then)"
+            ),
             "exhausted": "the pool has no unlabelled spectra left",
         }.get(self.status, "")
         if self.error:

@@ -72,6 +72,22 @@ def test_al_simulate_errors_are_one_clear_line(toy_pool, tmp_path, capsys, args,
     assert message in capsys.readouterr().err
 
 
+def test_benchmark_targets_are_null_safe():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bench_active", REPO / "benchmarks" / "active.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    # never reaching random's accuracy: no ratio, and the target is missed (not a crash)
+    assert bench.target_check(None) == {
+        "ratio": None,
+        "reached_random_accuracy": False,
+        "meets_target": False,
+    }
+    assert bench.target_check(0.65)["meets_target"] is True
+    assert bench.target_check(0.7)["meets_target"] is False
+
+
 def test_al_simulate_on_a_missing_pool(tmp_path, capsys):
     assert main(["al", "simulate", f"file://{tmp_path}/none"]) == 2
     assert "not an active-learning pool" in capsys.readouterr().err
@@ -99,6 +115,12 @@ def test_benchmark_quick_prints_one_json_object(toy_pool, tmp_path):
     out = json.loads(proc.stdout)
     assert out["pool"]["n"] == 600 and out["quick"] is True
     assert set(out["ratios"]) == {"entropy", "bald"}
+    assert set(out["targets"]) == {"entropy", "bald"}
+    for name, target in out["targets"].items():
+        assert isinstance(target["meets_target"], bool), target
+        assert target["ratio"] == out["ratios"][name]
+        assert target["reached_random_accuracy"] is (target["ratio"] is not None)
+    assert out["meets_target"] is all(t["meets_target"] for t in out["targets"].values())
     assert set(out["curves"]) == {"entropy", "bald", "random"}
     for n in ("1_workers", "2_workers"):
         for strategy in ("entropy", "bald"):

@@ -241,3 +241,91 @@ def test_a_scikit_learn_model_and_a_separate_heldout_pool(toy_pool, dask_client,
     state = json.loads((tmp_path / "run" / "loop.json").read_text())
     assert state["config"]["heldout"]["url"] == heldout.url
     assert loop.evaluate()["accuracy"] == pytest.approx(history[-1].accuracy)
+
+
+def _mlp(n_pixels: int, n_classes: int, seed: int):
+    import torch
+
+    # a generic module: no embed/head split, so MC dropout runs full stochastic passes
+    torch.manual_seed(seed)
+    return torch.nn.Sequential(
+        torch.nn.Linear(n_pixels, 32),
+        torch.nn.ReLU(),
+        torch.nn.Dropout(0.3),
+        torch.nn.Linear(32, n_classes),
+    )
+
+
+@pytest.mark.parametrize("strategy", ["entropy", "bald"])
+def test_a_plain_torch_module_runs_in_the_loop(toy_pool, dask_client, tmp_path, strategy):
+    from astrokit.active.models import TorchClassifier
+
+    n_classes = len(toy_pool.classes)
+    loop = ActiveLearningLoop(
+        toy_pool,
+        f"file://{tmp_path}/run",
+        strategy=strategy,
+        batch_size=BATCH,
+        seed_size=40,
+        heldout=150,
+        model=_mlp(toy_pool.grid.n, n_classes, 0),
+        client=dask_client,
+    )
+    assert isinstance(loop.model, TorchClassifier)
+    loop.model.num_threads = 1  # tiny net: a second thread only waits on the shared machine
+    history = loop.run(2)
+    assert [r.n_labelled for r in history] == [40, 65]
+    assert [r.strategy for r in history] == ["seed", strategy]
+    assert all(0.0 <= r.accuracy <= 1.0 for r in history)
+    assert history[1].score_seconds > 0
+    assert len(loop.checkpoint.load_labels(1)) == BATCH
+    # the stored weights restore into a fresh module of the same shape
+    resumed = ActiveLearningLoop.resume(
+        f"file://{tmp_path}/run", model=_mlp(toy_pool.grid.n, n_classes, 5), client=dask_client
+    )
+    x = toy_pool.get_rows(np.arange(10), keys=("flux",))["flux"]
+    np.testing.assert_allclose(
+        resumed.model.predict_proba(x), loop.model.predict_proba(x), rtol=1e-5
+    )
+
+
+class TinyCentroidClassifier:
+    """A hand-written classifier with only fit and predict_proba (no get_params, no sklearn)."""
+
+    def __init__(self, temperature: float = 1.0) -> None:
+        self.temperature = temperature
+
+    def fit(self, x, y):
+        self.classes_ = np.unique(y)
+        self.centroids_ = np.stack([x[y == c].mean(axis=0) for c in self.classes_])
+        return self
+
+    def predict_proba(self, x):
+        d = ((x[:, None, :] - self.centroids_[None]) ** 2).sum(axis=2)
+        logits = -(d - d.min(axis=1, keepdims=True)) / self.temperature
+        p = np.exp(logits)
+        return p / p.sum(axis=1, keepdims=True)
+
+
+def test_a_hand_written_fit_predict_proba_classifier(toy_pool, dask_client, tmp_path):
+    from astrokit.active.models import SklearnClassifier
+
+    template = TinyCentroidClassifier()
+    loop = ActiveLearningLoop(
+        toy_pool,
+        f"file://{tmp_path}/run",
+        strategy="margin",
+        batch_size=BATCH,
+        seed_size=40,
+        heldout=150,
+        model=template,
+        client=dask_client,
+    )
+    assert isinstance(loop.model, SklearnClassifier)
+    history = loop.run(2)
+    assert [r.n_labelled for r in history] == [40, 65]
+    assert 0.0 <= history[-1].accuracy <= 1.0
+    assert history[1].score_seconds > 0  # its predict_proba scored the pool on the workers
+    assert loop.evaluate()["accuracy"] == pytest.approx(history[-1].accuracy)
+    # the loop trains its own copy: the object passed in is never fitted
+    assert not hasattr(template, "centroids_")

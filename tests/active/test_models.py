@@ -127,3 +127,33 @@ def test_as_model_accepts_modules_and_rejects_nonsense():
     net_without_dropout = TorchClassifier(torch.nn.Sequential(torch.nn.Linear(128, 4)), 4)
     with pytest.raises(ModelError, match="no dropout"):
         net_without_dropout.predict_proba_samples(np.zeros((2, 128), np.float32), 3)
+
+
+class _MeanClassifier:
+    """Only fit and predict_proba: the smallest classifier the loop accepts."""
+
+    def fit(self, x, y):
+        self.classes_ = np.unique(y)
+        self.prior_ = np.bincount(y)[self.classes_] / len(y)
+        return self
+
+    def predict_proba(self, x):
+        return np.tile(self.prior_, (len(x), 1))
+
+
+def test_as_model_duck_types_fit_predict_proba_and_copies(toy_data):
+    from sklearn.linear_model import LogisticRegression
+
+    x, y, xt, _ = toy_data
+    mine = _MeanClassifier()
+    adapter = as_model(mine, 4)
+    assert isinstance(adapter, SklearnClassifier) and adapter.estimator is not mine  # deepcopy
+    adapter.fit(x[:50], y[:50])
+    assert adapter.predict_proba(xt[:3]).shape == (3, 4) and not hasattr(mine, "prior_")
+    assert isinstance(as_model(_MeanClassifier, 4).estimator, _MeanClassifier)  # a factory
+    # scikit-learn estimators are cloned: same parameters, not fitted
+    logistic = LogisticRegression(C=0.5, max_iter=50)
+    wrapped = as_model(logistic, 4).estimator
+    assert wrapped is not logistic and wrapped.get_params() == logistic.get_params()
+    # an adapter is used as is, not wrapped again
+    assert as_model(adapter, 4) is adapter

@@ -30,3 +30,7 @@ def test_infer_benchmark_quick(tmp_path):
     assert report["flops_per_sample"] > 1e6
     assert report["ratio_2w_to_baseline"] > 0 and report["scaling_1w_to_2w"] > 0
     assert set(report["targets"]) == {"2w_within_5pct_of_baseline", "scaling_at_least_1.8x"}
+    # explicit booleans, consistent with the ratios they judge
+    targets = report["targets"]
+    assert targets["2w_within_5pct_of_baseline"] is (report["ratio_2w_to_baseline"] >= 0.95)
+    assert targets["scaling_at_least_1.8x"] is (report["scaling_1w_to_2w"] >= 1.8)

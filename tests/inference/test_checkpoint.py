@@ -84,3 +84,13 @@ def test_not_a_checkpoint(tmp_path):
     (tmp_path / "bare.pt").write_bytes(buf.getvalue())
     with pytest.raises(CheckpointFormatError, match="needs its configuration beside it"):
         load_checkpoint(str(tmp_path / "bare.pt"))
+
+
+def test_an_invalid_stored_configuration_names_the_file(tmp_path):
+    model = _model()
+    config = {**model.config.to_dict(), "patch_size": 7}  # 32 is not a multiple of 7
+    buf = io.BytesIO()
+    torch.save({"format_version": 1, "config": config, "state_dict": model.state_dict()}, buf)
+    (tmp_path / "odd.pt").write_bytes(buf.getvalue())
+    with pytest.raises(CheckpointFormatError, match=r"odd\.pt: stored configuration is invalid"):
+        load_checkpoint(str(tmp_path / "odd.pt"))

@@ -296,3 +296,68 @@ def test_infer_on_fits_cutouts(cluster_client, tiny_model_url, tmp_path):
     assert s["bad_by_status"] == {"bad_file": 1}
     assert s["bad_rows"][0]["source"] == names[0]
     assert s["n_ok"] == 23 and s["metrics"]["n"] == 23
+
+
+def test_infer_command_shows_progress(cluster_client, shard_url, tiny_model_url, tmp_path, capsys):
+    # without --no-progress the bar goes to stderr (stdout stays pure JSON) and ends at n/n
+    out = (tmp_path / "cli").as_uri()
+    argv = ["infer", shard_url, "--model", tiny_model_url, "--out", out, "--partition-mb", "1"]
+    rc = cli_main([*argv, "--scheduler", cluster_client.scheduler.address])
+    assert rc == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["partitions"] == 8
+    assert "astrokit infer" in captured.err
+    assert "8/8" in captured.err
+
+
+def test_infer_tasks_are_named_for_the_dashboard(
+    cluster_client, shard_url, tiny_model_url, tmp_path
+):
+    from distributed import get_task_stream
+
+    with get_task_stream(cluster_client) as stream:
+        result = infer(
+            shard_url,
+            model=tiny_model_url,
+            out=(tmp_path / "pred").as_uri(),
+            client=cluster_client,
+            partition_mb=1.0,
+            progress=False,
+        )
+    keys = [str(task["key"]) for task in stream.data]
+    named = sorted(k for k in keys if k.startswith("astrokit-infer-"))
+    # one task per partition, named astrokit-infer-<run>-NNNNN, the same run id for all
+    assert len(named) == result.summary["partitions"] == 8
+    assert [k.rsplit("-", 1)[1] for k in named] == [f"{i:05d}" for i in range(8)]
+    assert len({k.rsplit("-", 1)[0] for k in named}) == 1
+
+
+def test_infer_command_reports_a_bad_checkpoint_in_one_line(
+    shard_url, tiny_model_url, tmp_path, capsys
+):
+    import torch
+
+    # a checkpoint whose stored configuration cannot be built (num_heads does not divide
+    # embed_dim): the CLI prints one error line naming the file and exits 2, no traceback
+    payload = torch.load(tiny_model_url.removeprefix("file://"), weights_only=True)
+    payload["config"]["num_heads"] = 5
+    bad = tmp_path / "bad-config.pt"
+    torch.save(payload, bad)
+    rc = cli_main(["infer", shard_url, "--model", str(bad), "--out", str(tmp_path / "o")])
+    assert rc == 2
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.startswith("astrokit infer:")]
+    assert len(lines) == 1 and "Traceback" not in err
+    assert "bad-config.pt" in lines[0] and "num_heads" in lines[0]
+
+    # a configuration error raised as ConfigError itself is caught the same way
+    from unittest import mock
+
+    from astrokit.models.astromae import ConfigError
+
+    with mock.patch(
+        "astrokit.inference.infer", side_effect=ConfigError("unknown model config 'huge'")
+    ):
+        rc = cli_main(["infer", shard_url, "--model", tiny_model_url, "--no-progress"])
+    assert rc == 2
+    assert capsys.readouterr().err.strip() == "astrokit infer: error: unknown model config 'huge'"

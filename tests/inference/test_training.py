@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 
 import numpy as np
 import pytest
@@ -36,9 +37,16 @@ def test_train_beats_the_mean_and_fine_tunes(train_shards, tmp_path):
     assert result.metrics["n_skipped"] == 5
     assert result.metrics["n_train"] + result.metrics["n_val"] == 495
     assert len(result.history) == 5
-    assert {"train_loss", "val_loss", "val_sigma_mad", "val_outlier_fraction"} <= set(
-        result.history[0]
-    )
+    # every photo-z metric of the issue, per epoch, next to the losses
+    assert {
+        "train_loss",
+        "val_loss",
+        "val_sigma_mad",
+        "val_bias",
+        "val_outlier_fraction",
+        "val_mse",
+        "val_mae",
+    } <= set(result.history[0])
     assert m["mae"] < 0.8 * base["mae"]
     assert m["mse"] < 0.7 * base["mse"]
 
@@ -65,7 +73,8 @@ def test_train_argument_errors(train_shards, tmp_path):
         train(train_shards, out=str(tmp_path / "x.pt"), val_fraction=0.0)
 
 
-def test_train_command(train_shards, tmp_path, capsys):
+def test_train_command(train_shards, tmp_path, capsys, caplog):
+    caplog.set_level(logging.INFO, logger="astrokit.training")
     out = (tmp_path / "cli.pt").as_uri()
     rc = cli_main(
         [
@@ -87,6 +96,13 @@ def test_train_command(train_shards, tmp_path, capsys):
     report = json.loads(capsys.readouterr().out)
     assert report["checkpoint"] == out
     assert {"val", "baseline_mean"} <= set(report)
+    metric_names = {"sigma_mad", "bias", "outlier_fraction", "mse", "mae"}
+    assert metric_names <= set(report["val"])
+    # the per-epoch log line (stderr in a shell) shows the loss and every metric
+    epoch_lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("epoch 1/1")]
+    assert len(epoch_lines) == 1
+    for word in ("train_loss", "val_loss", "sigma_mad", "bias", "outliers", "mse", "mae"):
+        assert f" {word} " in epoch_lines[0], (word, epoch_lines[0])
     rc = cli_main(["train", str(tmp_path / "nowhere"), "--out", out])
     assert rc == 2
     assert "no manifest.json" in capsys.readouterr().err
