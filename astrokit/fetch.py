@@ -10,7 +10,8 @@ Layout written under ``out_url``::
 
     catalog.parquet                 the query result (one row per object)
     spectra/spec-PPPP-MMMMM-FFFF.fits
-    images/frame-<band>-<run>-<camcol>-<field>.fits   (decompressed)
+    images/frame-<band>-<run>-<camcol>-<field>.fits   (decompressed; one per field and band,
+                                                       however many rows fall in it)
     fetch_report.json               what was written and what failed (with reasons)
 
 Files are validated before being written (spectra must be readable by
@@ -32,6 +33,9 @@ log = logging.getLogger(__name__)
 
 DEFAULT_RELEASE = 17
 SPEC_FIELDS = ["ra", "dec", "z", "class", "plate", "mjd", "fiberID", "run2d", "specobjid"]
+# Where the object's imaging frame is. These live in PhotoObjAll only (SpecObjAll has run2d but
+# no run/rerun/camcol/field), so a position query must ask for them as photoobj_fields.
+PHOTO_FIELDS = ["run", "rerun", "camcol", "field"]
 
 
 class FetchError(Exception):
@@ -81,10 +85,13 @@ def _query(
             return sdss.query_sql(sql, data_release=data_release, cache=False)
         coord = coordinates if isinstance(coordinates, SkyCoord) else SkyCoord(coordinates)
         rad = radius if isinstance(radius, u.Quantity) else float(radius) * u.arcsec
+        # Both field lists: with specobj_fields alone astroquery selects only SpecObjAll
+        # columns, and the frames of the matched objects could not be located.
         return sdss.query_region(
             coord,
             radius=rad,
             spectro=True,
+            photoobj_fields=PHOTO_FIELDS,
             specobj_fields=SPEC_FIELDS,
             data_release=data_release,
             cache=False,
@@ -136,7 +143,8 @@ def fetch_sdss(
         A SkyServer SQL query; for spectra it must return ``plate, mjd, fiberID, run2d``;
         for images ``run, rerun, camcol, field``.
     coordinates : SkyCoord or str, optional
-        Position for a cone search (``query_region(spectro=True)``), e.g. ``"0h8m05.63s
+        Position for a cone search (``query_region(spectro=True)``, selecting
+        :data:`SPEC_FIELDS` and :data:`PHOTO_FIELDS`), e.g. ``"0h8m05.63s
         +14d50m23.3s"``.
     radius : float or Quantity
         Cone radius (arcsec when a float).
@@ -215,10 +223,16 @@ def fetch_sdss(
                 raise FetchError(
                     f"images need columns run, rerun, camcol, field; missing {sorted(missing)}"
                 )
+            # A frame covers a whole field (2048 x 1489 px): several matched objects often
+            # share one, so each frame is downloaded once, with the first row that needs it.
+            seen: set[str] = set()
             for row in table:
                 for band in bands:
                     run, camcol, fld = int(row["run"]), int(row["camcol"]), int(row["field"])
                     name = f"frame-{band}-{run:06d}-{camcol}-{fld:04d}.fits"
+                    if name in seen:
+                        continue
+                    seen.add(name)
                     try:
                         (container,) = SDSS.get_images_async(
                             matches=table[[row.index]], band=band,

@@ -54,17 +54,30 @@ class IngestError(Exception):
 
 @dataclass(frozen=True)
 class StoreSpec:
-    """How a worker re-opens the store: URL and endpoint only (credentials from its env)."""
+    """How a worker re-opens the store: URL and endpoint only (credentials from its env).
+
+    The shared area and whether it may be written travel too: the worker writes the shards,
+    so it must refuse (or, for the platform's seeding, allow) exactly what the caller's
+    store does, whatever ``ASTROKIT_SHARED_URL`` says in the worker's environment.
+    """
 
     url: str
     endpoint: str | None = None
     anon: bool = False
+    shared_url: str | None = None
+    allow_shared_writes: bool = False
 
     @classmethod
     def of(cls, store: Store) -> StoreSpec:
         """The spec of an open store (secrets are deliberately left out)."""
         anon = bool(getattr(store.fs, "anon", False))
-        return cls(store.url, store.endpoint, anon)
+        return cls(
+            store.url,
+            store.endpoint,
+            anon,
+            shared_url=store.shared_url,
+            allow_shared_writes=store.allow_shared_writes,
+        )
 
     def open(self) -> Store:
         """Open the store on a worker."""
@@ -73,7 +86,12 @@ class StoreSpec:
             opts["client_kwargs"] = {"endpoint_url": self.endpoint}
         if self.anon:
             opts["anon"] = True
-        return open_store(self.url, storage_options=opts or None)
+        return open_store(
+            self.url,
+            storage_options=opts or None,
+            shared_url=self.shared_url,
+            allow_shared_writes=self.allow_shared_writes,
+        )
 
 
 @dataclass

@@ -4,6 +4,12 @@ Idempotent, so ``make run`` can call it every time: it creates the local object 
 (``shared/`` read-only survey area, ``users/``), seeds ``shared/survey`` with a synthetic survey
 and its shards if that area is empty, and trains the demo photo-z model if none exists.
 Each step is skipped when its output is already complete.
+
+The seeding writes go through a store opened with ``allow_shared_writes=True`` -- the one
+place that may write under ``shared/`` -- so they do not depend on the store that
+``ASTROKIT_STORE_URL`` / ``ASTROKIT_SHARED_URL`` (the spawner's view, which refuses shared/)
+would give. When done, ``shared/`` is made read-only on disk too: directories 0o555, files
+without write bits.
 """
 
 from __future__ import annotations
@@ -97,17 +103,40 @@ def prepare(
         Directories of real spectra (e.g. ``../shared/data/lamost``) copied, with the real
         spectra that installed PyPI packages ship, into ``shared/examples``.
     """
-    layout = store_layout(run_dir)
-    for key in ("shared_url", "users_url", "models_url"):
-        _path(layout[key]).mkdir(parents=True, exist_ok=True)
+    from astrokit.store import open_store
 
+    layout = store_layout(run_dir)
+    shared = _path(layout["shared_url"])
+    # A previous run left shared/ read-only on disk; new content (a survey after a wipe, the
+    # model, examples) needs its directories writable until the freeze below.
+    _thaw_shared(shared)
+    try:
+        for key in ("shared_url", "users_url", "models_url"):
+            _path(layout[key]).mkdir(parents=True, exist_ok=True)
+        # Explicit, so that a spawner-style environment (whose store refuses shared/) cannot
+        # change where or whether the seed is written.
+        store = open_store(
+            layout["store_url"], shared_url=layout["shared_url"], allow_shared_writes=True
+        )
+        _seed(store, layout, galaxies=galaxies, spectra=spectra, seed=seed)
+        _train_and_copy(store, layout, train_model=train_model, examples=examples)
+    finally:
+        # The shared survey area is read-only for users: the library refuses writes under
+        # shared/, and on the embedded default's file:// store the mode bits say so as well.
+        _freeze_shared(shared)
+    return layout
+
+
+def _seed(store, layout: dict[str, str], *, galaxies: int, spectra: int, seed: int) -> None:
     survey_dir = _path(layout["survey_url"])
     if not (survey_dir / "catalog.parquet").exists():
         from astrokit.survey import make_survey
 
         log.info("seeding %s with %d galaxies and %d spectra", survey_dir, galaxies, spectra)
         t0 = time.perf_counter()
-        make_survey(layout["survey_url"], galaxies=galaxies, spectra=spectra, seed=seed)
+        make_survey(
+            layout["survey_url"], galaxies=galaxies, spectra=spectra, seed=seed, store=store
+        )
         log.info("survey written in %.1f s", time.perf_counter() - t0)
     else:
         log.info("survey already present in %s", survey_dir)
@@ -116,25 +145,24 @@ def prepare(
         from astrokit.ingest import ingest
 
         log.info("ingesting cutouts into shards at %s", layout["shards_url"])
-        ingest(layout["survey_url"] + "/cutouts", layout["shards_url"])
+        ingest(layout["survey_url"] + "/cutouts", layout["shards_url"], store=store)
 
+
+def _train_and_copy(
+    store, layout: dict[str, str], *, train_model: bool, examples: Iterable[Path]
+) -> None:
     model_path = _path(layout["model_url"])
     if train_model and not model_path.exists():
         from astrokit.training import train_demo_model
 
         log.info("training the demo photo-z model (a few minutes on 2 cores)")
-        result = train_demo_model(layout["shards_url"], out=layout["model_url"])
+        result = train_demo_model(layout["shards_url"], out=layout["model_url"], store=store)
         log.info("demo model metrics: %s", json.dumps(result.metrics, default=float))
     elif model_path.exists():
         log.info("demo model already present at %s", model_path)
 
     n_examples = copy_examples(_path(layout["examples_url"]), examples)
     log.info("%d real example spectra in %s", n_examples, _path(layout["examples_url"]))
-
-    # The shared survey area is read-only for users: the library refuses writes under shared/,
-    # and on the embedded default's file:// store we also drop the write bits.
-    _freeze_shared(_path(layout["shared_url"]))
-    return layout
 
 
 def _packaged_example_files() -> list[Path]:
@@ -166,15 +194,33 @@ def copy_examples(dest: Path, sources: Iterable[Path]) -> int:
     return sum(1 for f in dest.iterdir() if not f.name.startswith("."))
 
 
+#: Mode of every directory under shared/ once frozen: anyone may list and enter, nobody write.
+SHARED_DIR_MODE = 0o555
+
+
 def _freeze_shared(shared: Path) -> None:
-    if os.geteuid() == 0:
-        # root ignores mode bits, so chmod would only give a false sense of protection; the
-        # library's ReadOnlyAreaError is what protects shared/ here.
+    """Drop the write bits under ``shared``: directories 0o555, files read-only.
+
+    Read-only files alone would not do: a writable directory still lets anyone create, rename
+    over or delete its files. Root ignores the bits (as the library's ReadOnlyAreaError does
+    not), but the notebook servers of a multi-user deployment do not run as root.
+    """
+    if not shared.is_dir():
         return
     for dirpath, _dirnames, filenames in os.walk(shared):
         for name in filenames:
             p = Path(dirpath) / name
             p.chmod(p.stat().st_mode & ~0o222)
+        Path(dirpath).chmod(SHARED_DIR_MODE)
+
+
+def _thaw_shared(shared: Path) -> None:
+    """Give the owner write access to the directories under ``shared`` (undo the freeze)."""
+    if not shared.is_dir():
+        return
+    for dirpath, _dirnames, _filenames in os.walk(shared):
+        p = Path(dirpath)
+        p.chmod(p.stat().st_mode | 0o700)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -1,4 +1,4 @@
-"""Small pieces shared by the widgets: user-facing error text, CSS, atomic local writes."""
+"""Small pieces shared by the widgets: user-facing error text, CSS, writing exports."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ import html
 import logging
 import os
 import re
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -132,19 +131,27 @@ def store_secrets(store: Any) -> tuple[str, ...]:
     return tuple(found)
 
 
-def atomic_write_local(path: str | os.PathLike[str], data: bytes) -> Path:
-    """Write ``data`` to a local file atomically (temporary file + rename in the same dir)."""
-    target = Path(path).expanduser()
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return target
+def write_through_store(target: str | os.PathLike[str], data: bytes, store: Any = None) -> str:
+    """Write a widget's export to ``target`` (a store URL or a local path); return its URL.
+
+    Every export goes through :meth:`astrokit.store.Store.write_bytes`, so it is atomic and
+    the read-only shared area is refused for a plain path exactly as for its URL. A plain path
+    is the notebook's local disk (relative to its working directory), even when ``store`` is
+    an ``s3://`` store; ``store`` is used when ``target`` is on its backend, otherwise the
+    environment's store or one rooted at the target (:func:`astrokit.store.resolve`), which
+    still refuses ``ASTROKIT_SHARED_URL``.
+    """
+    from astrokit.store import resolve
+
+    url = os.fspath(target)
+    if "://" not in url:
+        url = Path(os.path.abspath(os.path.expanduser(url))).as_uri()
+    backend = "s3" if url.split("://", 1)[0] in ("s3", "s3a") else "file"
+    if store is not None and getattr(store, "protocol", None) != backend:
+        store = None
+    store, url = resolve(url, store)
+    store.write_bytes(url, data)
+    return url
 
 
 def human_size(size: int | None) -> str:

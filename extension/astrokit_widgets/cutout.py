@@ -48,7 +48,9 @@ class CutoutData:
         Catalogue (spectroscopic) redshift.
     id : str
     nan_count : int
-        Pixels that were NaN in the input (drawn as the band's minimum).
+        Pixels that were NaN/inf in the input: the reader's count for a ``Cutout`` (whose
+        image already has them replaced by 0), else those still in the array (drawn as the
+        band's minimum).
     """
 
     image: np.ndarray
@@ -67,7 +69,7 @@ def as_cutout(source: Any, **values: Any) -> CutoutData:
     ----------
     source : Cutout-like or numpy.ndarray
         Anything with ``image`` (and optionally ``bands``, ``magnitudes``, ``redshift``,
-        ``id``, ``header``) attributes, or the image array itself.
+        ``id``, ``header``, ``nan_count``) attributes, or the image array itself.
     **values
         Overrides for the catalogue values (``magnitudes``, ``redshift``, ``id``, ``bands``).
 
@@ -81,7 +83,7 @@ def as_cutout(source: Any, **values: Any) -> CutoutData:
     else:
         attrs = {
             name: getattr(source, name)
-            for name in ("image", "bands", "magnitudes", "redshift", "id", "header")
+            for name in ("image", "bands", "magnitudes", "redshift", "id", "header", "nan_count")
             if hasattr(source, name)
         }
     attrs.update({k: v for k, v in values.items() if v is not None})
@@ -97,13 +99,17 @@ def as_cutout(source: Any, **values: Any) -> CutoutData:
         if mags.shape != (5,):
             raise ValueError(f"expected 5 magnitudes, got shape {mags.shape}")
     z = attrs.get("redshift")
+    # read_cutout replaces NaN/inf by 0 and reports how many there were: recounting its image
+    # would always find none. Non-finite pixels still present (array input) count as well.
+    still_bad = int((~np.isfinite(image)).sum())
+    nan_count = max(int(attrs.get("nan_count") or 0), still_bad)
     return CutoutData(
         image=image,
         bands=bands,
         magnitudes=mags,
         redshift=None if z is None or not np.isfinite(z) else float(z),
         id=str(attrs.get("id") or ""),
-        nan_count=int(np.isnan(image).sum()),
+        nan_count=nan_count,
         header=attrs.get("header"),
     )
 

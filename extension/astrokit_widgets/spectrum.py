@@ -23,7 +23,7 @@ import numpy as np
 import traitlets as t
 from astropy.nddata import InverseVariance, StdDevUncertainty, VarianceUncertainty
 
-from ._common import atomic_write_local, error_html, store_secrets, style_widget, user_message
+from ._common import error_html, store_secrets, style_widget, user_message, write_through_store
 from ._figure import figure_png, new_figure
 from .header import FitsHeaderView
 from .lines import SPECTRAL_LINES, lines_in_range
@@ -102,8 +102,9 @@ class SpectrumViewer(w.VBox):
         Spectra to show: ``specutils.Spectrum`` objects, or URLs/paths in any format
         ``astrokit.formats.read_spectrum`` accepts.
     store : astrokit.store.Store, optional
-        Store used to read URLs and to write exports; None uses the environment's store
-        for ``s3://`` URLs and the local filesystem for paths.
+        Store used to read URLs and to write exports; None uses the environment's store.
+        Exports to plain paths go to the local disk, through the store as well, so the
+        read-only shared area is refused however it is named.
     z : float, optional
         Initial trial redshift. Default: the catalogue redshift of the first spectrum
         (``meta["redshift"]``), else 0.
@@ -304,17 +305,8 @@ class SpectrumViewer(w.VBox):
         return read_spectrum(source, store=self._store)
 
     def _write(self, target: str, data: bytes) -> None:
-        if "://" in target and not target.startswith("file://"):
-            store = self._store
-            if store is None:
-                from astrokit.store import open_store
-
-                store = open_store()
-            store.write_bytes(target, data)
-        elif target.startswith("file://") and self._store is not None:
-            self._store.write_bytes(target, data)
-        else:
-            atomic_write_local(target.removeprefix("file://"), data)
+        # through the store for paths too: a local path into shared/ is refused like its URL
+        write_through_store(target, data, self._store)
 
     # ------------------------------------------------------------------ widgets
     def _build_controls(self) -> None:

@@ -25,5 +25,9 @@ def test_ingest_benchmark_quick(tmp_path):
         assert run["files_per_s"] > 0 and run["mb_per_s"] > 0
     listing = result["listing"]
     assert listing["objects"] == 1500 and listing["all_pages"] == 2
-    assert listing["one_page_peak_mb"] > 0
+    # Python-allocation peaks (tracemalloc) and process RSS high-water marks, named as such
+    for phase in ("one_page", "all_pages", "os_listdir"):
+        assert listing[f"{phase}_peak_traced_mib"] > 0
+        assert listing[f"{phase}_peak_rss_mib"] >= listing[f"{phase}_peak_traced_mib"]
+    assert listing["rss_baseline_mib"] > 0 and not any(k.endswith("_peak_mb") for k in listing)
     assert list(tmp_path.iterdir()) == []  # scratch space cleaned up

@@ -14,6 +14,7 @@ from astrokit.store import (
     StoreCredentialsError,
     StoreError,
     StoreNotFound,
+    StorePermissionError,
     open_store,
 )
 
@@ -70,17 +71,111 @@ def test_atomic_open_failure_leaves_nothing(any_store):
     assert any_store.read_bytes(url) == b"text ok"
 
 
-def test_large_atomic_write_multipart(any_store):
-    # > s3fs's 50 MiB block would be slow on moto; 6 MiB already crosses a part boundary
-    # when the block size is the 5 MiB minimum.
+# S3's minimum part size. s3fs's own default part is 50 MiB, slow on moto: the tests lower its
+# block size to this (``default_block_size`` is what S3FileSystem.open uses) so that 6 MiB
+# already spans two parts.
+MIN_PART = 5 * 1024 * 1024
+
+
+def _bucket_key(store, url):
+    return store._path(url).split("/", 1)
+
+
+def test_large_atomic_write_multipart(any_store, monkeypatch):
     url = any_store.join("users/test/big.bin")
     data = os.urandom(6 * 1024 * 1024)
     if any_store.protocol == "s3":
-        any_store.fs.blocksize = 5 * 1024 * 1024
+        monkeypatch.setattr(any_store.fs, "default_block_size", MIN_PART)
     with any_store.atomic_open(url) as fh:
         for i in range(0, len(data), 1 << 20):
             fh.write(data[i : i + (1 << 20)])
     assert any_store.read_bytes(url) == data
+    if any_store.protocol == "s3":
+        bucket, key = _bucket_key(any_store, url)
+        head = any_store.fs.call_s3("head_object", Bucket=bucket, Key=key)
+        assert head["ETag"].endswith('-2"'), head["ETag"]  # completed from two parts
+
+
+@pytest.mark.s3
+def test_failed_multipart_write_leaves_no_object_and_no_upload(make_bucket, s3_store_options,
+                                                                monkeypatch):  # fmt: skip
+    """A crash after parts were uploaded: nothing visible, and the upload is aborted.
+
+    An unaborted multipart upload is invisible to listings but its parts are stored (and
+    billed) until a lifecycle rule removes them, so "no object" alone is not enough.
+    """
+    bucket = make_bucket()
+    store = open_store(bucket, storage_options=s3_store_options)
+    monkeypatch.setattr(store.fs, "default_block_size", MIN_PART)
+    url = store.join("users/test/crash.bin")
+    name, key = _bucket_key(store, url)
+    chunk = os.urandom(1 << 20)
+    with pytest.raises(RuntimeError, match="crash after 6 MiB"), store.atomic_open(url) as fh:
+        for _ in range(6):
+            fh.write(chunk)
+        # the first 5 MiB went out as part 1 of a multipart upload already
+        (upload,) = store.fs.call_s3("list_multipart_uploads", Bucket=name)["Uploads"]
+        assert upload["Key"] == key
+        uploaded = store.fs.call_s3("list_parts", Bucket=name, Key=key, UploadId=upload["UploadId"])
+        assert [p["Size"] for p in uploaded["Parts"]] == [MIN_PART]
+        raise RuntimeError("crash after 6 MiB")
+    assert not store.exists(url)
+    assert store.fs.call_s3("list_objects_v2", Bucket=name).get("KeyCount", 0) == 0
+    assert store.fs.call_s3("list_multipart_uploads", Bucket=name).get("Uploads", []) == []
+
+
+@pytest.mark.s3
+def test_anonymous_read_of_a_public_bucket(make_bucket, s3_store_options, s3_server,
+                                           monkeypatch):  # fmt: skip
+    """ASTROKIT_S3_ANON=1 (what the spawner sets for a public bucket): unsigned requests.
+
+    moto does not enforce access control here, so the test proves the anonymous code path
+    end to end (no credentials anywhere, requests sent unsigned), not a refusal of signed ones.
+    """
+    bucket = make_bucket()
+    # seeded as the platform seeds shared/ (its tools alone may write there)
+    writer = open_store(bucket, storage_options=s3_store_options, allow_shared_writes=True)
+    writer.write_bytes(writer.join("shared/spectra/a.fits"), b"SIMPLE  = T")
+    writer.write_bytes(writer.join("shared/spectra/b.fits"), b"SIMPLE  = F")
+
+    for var in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        monkeypatch.delenv(var)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
+    monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent")
+    monkeypatch.setenv("ASTROKIT_S3_ENDPOINT", s3_server)
+    monkeypatch.setenv("ASTROKIT_S3_ANON", "1")
+    store = open_store(bucket)
+    assert store.fs.anon is True
+    store.fs.connect()
+    signed = []
+
+    def record(request, **_):
+        signed.append("Authorization" in request.headers)
+
+    store.fs.s3.meta.events.register("before-send.s3", record)
+    # objects are private until the bucket is made public: an unsigned read is refused
+    with pytest.raises(StorePermissionError, match=r"b\.fits: permission denied"):
+        store.read_bytes(store.join("shared/spectra/b.fits"))
+    # Publish them as a public dataset's uploader does (``--acl public-read``). (A bucket
+    # policy would be the other way, but moto authorises HEAD as a non-AWS "s3:HeadObject"
+    # action that a real policy cannot name.)
+    for name in ("a.fits", "b.fits"):
+        writer.fs.call_s3(
+            "put_object_acl", Bucket=bucket[5:], Key=f"shared/spectra/{name}", ACL="public-read"
+        )
+    page = store.list_page(store.join("shared/spectra"))
+    assert [(e.name, e.size) for e in page.entries] == [("a.fits", 11), ("b.fits", 11)]
+    assert store.read_bytes(store.join("shared/spectra/b.fits")) == b"SIMPLE  = F"
+    assert store.read_bytes(store.join("shared/spectra/a.fits"), 0, 6) == b"SIMPLE"
+    assert signed and not any(signed), signed  # every request went out unsigned
+
+    # the same through explicit storage_options (a notebook user pointing at a public bucket)
+    explicit = open_store(
+        bucket, storage_options={"anon": True, "client_kwargs": {"endpoint_url": s3_server}}
+    )
+    assert [e.name for e in explicit.list_page(explicit.join("shared/spectra")).entries] == [
+        "a.fits", "b.fits",
+    ]  # fmt: skip
 
 
 def test_list_page_paging_dirs_files_pattern(any_store):

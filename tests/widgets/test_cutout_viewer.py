@@ -87,3 +87,45 @@ def test_bad_input_is_refused_with_the_shape():
 def test_export_png():
     viewer = CutoutViewer(_blob([1, 3, 6, 8, 9]))
     assert viewer.export_png()[:4] == b"\x89PNG"
+
+
+def _panel_titles(viewer):
+    return [ax.get_title() for ax in viewer.figure.axes]
+
+
+def test_panels_composite_and_each_band():
+    viewer = CutoutViewer(_blob([1, 3, 6, 8, 9]))
+    assert len(viewer.figure.axes) == 6  # the RGB composite, then one panel per band
+    assert _panel_titles(viewer) == ["i r g", "u", "g", "r", "i", "z"]
+    assert viewer.figure.axes[0].images[0].get_array().shape == (32, 32, 3)
+    for ax in viewer.figure.axes[1:]:
+        assert ax.images[0].get_array().shape == (32, 32)
+
+
+@pytest.mark.parametrize("per_band", [False, True], ids=["cube", "hdu-per-band"])
+def test_nan_pixels_of_a_fits_file_are_reported(tmp_path, per_band):
+    """read_cutout replaces NaNs by 0 and counts them; the viewer shows that count."""
+    from astrokit.survey import cutout_fits_bytes
+
+    image = _blob([1, 3, 6, 8, 9])
+    image[1, :2, :3] = np.nan  # 6 in g
+    image[4, 5, 5] = np.inf  # and one inf in z
+    path = tmp_path / "gal-nan.fits"
+    path.write_bytes(
+        cutout_fits_bytes(image, np.array([22, 21, 20, 19.5, 19.2]), 0.31, "gal-nan",
+                          per_band=per_band)
+    )  # fmt: skip
+    viewer = CutoutViewer(str(path))
+    assert viewer.error == "" and viewer.cutout.nan_count == 7
+    assert np.isfinite(viewer.cutout.image).all()  # the reader's policy: replaced, not passed on
+    table = viewer._table.value
+    assert "NaN pixels" in table and "<td>7</td>" in table
+    assert "gal-nan" in table and "0.3100" in table
+    assert len(viewer.figure.axes) == 6 and _panel_titles(viewer)[1:] == list("ugriz")
+    # the same through load() (the browser's path) and after switching to a clean cutout
+    clean = tmp_path / "gal-clean.fits"
+    clean.write_bytes(cutout_fits_bytes(_blob([1, 3, 6, 8, 9]), np.full(5, 20.0), 0.2, "c"))
+    viewer.load(str(clean))
+    assert viewer.cutout.nan_count == 0 and "NaN pixels" not in viewer._table.value
+    viewer.load(str(path))
+    assert "<td>7</td>" in viewer._table.value

@@ -204,3 +204,54 @@ def test_export_into_the_store_and_refusal_in_the_shared_area(lrs_spectrum, tmp_
     viewer._export_box.children[1].click()
     assert viewer.error.startswith("Read-only area while saving"), viewer.error
     assert not (tmp_path / "shared" / "mine.png").exists()
+
+
+def test_export_to_a_local_path_in_the_shared_area_is_refused(lrs_spectrum, tmp_path, monkeypatch):
+    """A plain path is routed through the store too: shared/ cannot be reached by naming it so."""
+    from astrokit.store import open_store
+
+    store = open_store(f"file://{tmp_path}", user_url=f"file://{tmp_path}/users/alice")
+    (tmp_path / "shared").mkdir()
+    viewer = SpectrumViewer(lrs_spectrum, store=store)
+    for target in (tmp_path / "shared" / "mine", f"{tmp_path}/users/../shared/mine"):
+        viewer._export_target.value = str(target)
+        viewer._export_box.children[1].click()  # "Save PNG"
+        assert viewer.error.startswith("Read-only area while saving"), viewer.error
+    assert list((tmp_path / "shared").iterdir()) == []
+    # relative paths are the notebook's working directory, not the store root
+    (tmp_path / "work").mkdir()
+    monkeypatch.chdir(tmp_path / "work")
+    viewer._export_target.value = "fig"
+    viewer._export_box.children[1].click()
+    assert viewer.error == "" and (tmp_path / "work" / "fig.png").read_bytes()[:4] == b"\x89PNG"
+    assert [p.name for p in (tmp_path / "work").iterdir()] == ["fig.png"]  # no temporaries
+
+    # without a store, the environment's shared area is refused the same way
+    monkeypatch.setenv("ASTROKIT_STORE_URL", f"file://{tmp_path}")
+    monkeypatch.setenv("ASTROKIT_SHARED_URL", f"file://{tmp_path}/shared")
+    bare = SpectrumViewer(lrs_spectrum)
+    with pytest.raises(PermissionError, match="read-only shared area"):
+        bare.export_spectrum(tmp_path / "shared" / "spec.fits")
+    monkeypatch.delenv("ASTROKIT_STORE_URL")  # the file:// fallback store reads it as well
+    with pytest.raises(PermissionError, match="read-only shared area"):
+        bare.export_png(tmp_path / "shared" / "fig.png")
+    assert list((tmp_path / "shared").iterdir()) == []
+
+
+@pytest.mark.s3
+def test_export_with_an_s3_store(lrs_spectrum, tmp_path, make_bucket, s3_store_options):
+    from astrokit.store import open_store
+
+    bucket = make_bucket()
+    store = open_store(bucket, storage_options=s3_store_options, user_url=f"{bucket}/users/bo")
+    viewer = SpectrumViewer(lrs_spectrum, store=store)
+    viewer._export_box.children[2].click()  # default: the user's exports/ prefix on S3
+    saved = f"{bucket}/users/bo/exports/{lrs_spectrum.meta['id']}.fits"
+    assert viewer.error == "" and store.read_bytes(saved)[:6] == b"SIMPLE", viewer.error
+    viewer._export_target.value = store.join("shared", "x")
+    viewer._export_box.children[1].click()
+    assert viewer.error.startswith("Read-only area while saving"), viewer.error
+    assert not store.exists(store.join("shared", "x.png"))
+    # a plain path still means the notebook's local disk
+    viewer.export_png(tmp_path / "local.png")
+    assert (tmp_path / "local.png").read_bytes()[:4] == b"\x89PNG"
