@@ -55,8 +55,14 @@ format: install
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
+# Each benchmark prints one JSON object; it is also kept in benchmarks/results/<name>.json,
+# committed, so every number the README quotes can be traced to the run that produced it.
 bench: install
-	@for b in benchmarks/*.py; do echo "== $$b"; $(PY) $$b; done
+	@mkdir -p benchmarks/results
+	@for b in benchmarks/*.py; do n=$$(basename $$b .py); echo "== $$b"; \
+	  PATH="$(CURDIR)/deploy/local/node_modules/.bin:$(CURDIR)/$(BIN):$$PATH" \
+	  $(PY) $$b > benchmarks/results/$$n.json.tmp && mv benchmarks/results/$$n.json.tmp benchmarks/results/$$n.json \
+	  && cat benchmarks/results/$$n.json; done
 
 clean:
 	rm -rf $(RUN_DIR) test-artifacts

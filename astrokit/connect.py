@@ -9,7 +9,7 @@ this server alone and the number of workers in the environment (names in
 
 A bare ``distributed.Client()`` works as well (the spawner sets Dask's own variables too);
 :func:`connect` adds clear errors, waits for the profile's workers and wakes a cluster that
-released its workers while idle.
+released its workers while idle; :func:`scale_cluster` scales it within the profile's size.
 
 This module imports only ``distributed`` and the standard library, so it works in the hub's
 environment as well as in notebooks and on workers.
@@ -18,6 +18,7 @@ environment as well as in notebooks and on workers.
 from __future__ import annotations
 
 import logging
+import operator
 import os
 import time
 from collections.abc import Mapping
@@ -29,7 +30,7 @@ from astrokit import env as envnames
 if TYPE_CHECKING:
     import distributed
 
-__all__ = ["ConnectError", "connect", "dashboard_link", "security_from_env"]
+__all__ = ["ConnectError", "connect", "dashboard_link", "scale_cluster", "security_from_env"]
 
 logger = logging.getLogger(__name__)
 
@@ -184,6 +185,71 @@ def connect(
             ) from exc
         logger.debug("workers ready after %.2f s", time.monotonic() - start)
     return client
+
+
+def _scale(dask_scheduler, n_workers: int) -> int | None:
+    """Runs on the scheduler: ask the cluster manager for ``n_workers`` (None: no manager)."""
+    plugin = dask_scheduler.plugins.get(WAKE_PLUGIN)
+    if plugin is None:
+        return None
+    return plugin.scale(n_workers)
+
+
+def scale_cluster(
+    client: distributed.Client, n_workers: int, *, timeout: float | None = None
+) -> int:
+    """Scale this server's cluster to ``n_workers`` and wait until exactly that many are there.
+
+    Between 0 and the profile's number of workers (``ASTROKIT_N_WORKERS``): the hub set that
+    maximum, and the cluster manager refuses more. Idle workers are released on their own
+    and :func:`connect` scales back to the maximum, so this is for releasing workers early
+    or running smaller on purpose.
+
+    Parameters
+    ----------
+    client
+        A client of this server's cluster (from :func:`connect`).
+    n_workers
+        The number of workers wanted.
+    timeout
+        Seconds to wait for the workers to arrive or leave; ``None`` means
+        :data:`DEFAULT_TIMEOUT`.
+
+    Returns
+    -------
+    int
+        The number of workers connected afterwards (``n_workers``).
+
+    Raises
+    ------
+    ValueError
+        If ``n_workers`` is outside ``0..ASTROKIT_N_WORKERS``.
+    ConnectError
+        When the cluster cannot be scaled from the notebook (it was not started by
+        AstroKit's local backend: on Kubernetes the cluster keeps the profile's size), or
+        the workers do not arrive or leave in time.
+    """
+    n_workers = operator.index(n_workers)
+    maximum = _n_workers(os.environ)
+    if n_workers < 0 or (maximum and n_workers > maximum):
+        raise ValueError(
+            f"n_workers={n_workers} is outside 0..{maximum} (your profile's workers); for a "
+            "bigger cluster restart your server from the hub with a larger profile"
+        )
+    if client.run_on_scheduler(_scale, n_workers=n_workers) is None:
+        raise ConnectError(
+            f"the cluster at {client.scheduler.address} cannot be scaled from the notebook: "
+            "it has the fixed size of your profile"
+        )
+    seconds = DEFAULT_TIMEOUT if timeout is None else float(timeout)
+    deadline = time.monotonic() + seconds
+    while (have := len(client.scheduler_info(n_workers=-1)["workers"])) != n_workers:
+        if time.monotonic() > deadline:
+            raise ConnectError(
+                f"{have} Dask workers connected instead of {n_workers} after {seconds:g} s"
+            )
+        time.sleep(0.1)
+    return have
 
 
 def _n_workers(env: Mapping[str, str]) -> int:

@@ -134,17 +134,35 @@ QUICKSTART = [
         Scaling is automatic between zero and that maximum: when your cluster sits idle (the
         platform's default is 10 minutes) it **releases its workers** so that their memory goes
         back to everyone, and `astrokit.connect()` **scales it back up** to your profile's size
-        the next time you connect — the cell below does exactly that, and waits for the
-        workers. To get a *bigger* cluster, stop your server from the hub's control panel and
-        start it again with a larger profile.
+        the next time you connect. You can also scale it yourself, anywhere between zero and
+        your profile's size, with `scale_cluster()`. The cell below does both: it releases all
+        but one worker now (as the idle timer would), then lets `connect()` bring the rest back,
+        counting the workers at each step. To get a *bigger* cluster, stop your server from the
+        hub's control panel and start it again with a larger profile.
         """
     ),
     code(
         """
+        from astrokit.connect import ConnectError, scale_cluster
+
+
+        def count_workers():
+            return len(client.scheduler_info(n_workers=-1)["workers"])
+
+
+        profile_workers = int(os.environ["ASTROKIT_N_WORKERS"])
+        print(f"before: {count_workers()} workers")
+        try:
+            scale_cluster(client, 1)  # returns once exactly one worker is left
+            print(f"after scale_cluster(client, 1): {count_workers()} worker")
+        except ConnectError as exc:  # e.g. on Kubernetes the cluster keeps the profile's size
+            print(f"not scaled: {exc}")
+
         client.close()
-        client = astrokit.connect()  # scales back to the profile's size if workers were released
-        n_workers = len(client.scheduler_info(n_workers=-1)["workers"])
-        print(f"{n_workers} workers ready")
+        client = astrokit.connect()  # scales back to the profile's size, and waits for it
+        n_workers = count_workers()
+        print(f"after astrokit.connect(): {n_workers} workers ready")
+        assert n_workers == profile_workers, (n_workers, profile_workers)
         """
     ),
     md(
@@ -742,8 +760,9 @@ ACTIVE = [
 
         A loop with `oracle="human"` stops when it needs labels. The **labelling widget**
         shows each queried spectrum in the spectrum viewer with one button per class, *skip*
-        and *undo*. Every click is written to the store at once; when the batch is done the
-        widget retrains the model and fetches the next batch. Label a few spectra below — a
+        and *undo*. Every click is written to the store at once; when the batch is done you
+        can still undo the last answer, and **Next batch** retrains the model and fetches the
+        next one. Label a few spectra below — a
         kernel restart loses nothing: running the cell again picks up where you stopped.
         """
     ),

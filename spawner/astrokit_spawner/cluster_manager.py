@@ -15,7 +15,8 @@ The manager
    (atomically) each time the count changes, and ``"ready"`` once all have joined;
 3. turns on ``adapt(minimum=idle_minimum, maximum=n_workers)`` so that workers idle for
    ``idle_timeout`` seconds are released, and installs the ``astrokit-wake`` scheduler plugin
-   that :func:`astrokit.connect` uses to scale back up;
+   (:func:`scale_plugin`) that :func:`astrokit.connect` uses to scale back up and
+   :func:`astrokit.connect.scale_cluster` to scale within the profile's size;
 4. exits, closing the cluster, on SIGTERM/SIGINT, or when the notebook process it watches
    has died (so a cluster never outlives its notebook, even while the hub is down).
 """
@@ -36,7 +37,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["ClusterSpec", "main", "read_status", "write_json_atomic"]
+__all__ = ["ClusterSpec", "main", "read_status", "scale_plugin", "write_json_atomic"]
 
 logger = logging.getLogger("astrokit_spawner.cluster_manager")
 
@@ -161,14 +162,46 @@ class _Status:
         write_json_atomic(self.spec.status_file, self.data)
 
 
+def scale_plugin(cluster: Any, maximum: int) -> Any:
+    """The ``astrokit-wake`` scheduler plugin, through which the notebook scales ``cluster``.
+
+    :func:`astrokit.connect.connect` calls ``wake()`` to scale back to the profile's size
+    after idle workers were released, and :func:`astrokit.connect.scale_cluster` calls
+    ``scale(n)``. Both stay within ``0..maximum`` (the profile's workers), so a notebook can
+    never grow its cluster past what the hub allowed.
+    """
+    from distributed.diagnostics.plugin import SchedulerPlugin
+
+    from astrokit.connect import WAKE_PLUGIN
+
+    class ScalePlugin(SchedulerPlugin):
+        name = WAKE_PLUGIN
+
+        def wake(self) -> None:
+            logger.info("woken by a client: scaling to %d workers", maximum)
+            cluster.scale(maximum)
+
+        def scale(self, n_workers: int) -> int:
+            # Checked here as well as in the client: this is where the cap is enforced.
+            if isinstance(n_workers, bool) or not isinstance(n_workers, int):
+                raise TypeError(f"n_workers must be a whole number, not {n_workers!r}")
+            if not 0 <= n_workers <= maximum:
+                raise ValueError(
+                    f"n_workers={n_workers} is outside 0..{maximum} (your profile's workers)"
+                )
+            logger.info("scaled by a client to %d workers", n_workers)
+            cluster.scale(n_workers)
+            return n_workers
+
+    return ScalePlugin()
+
+
 async def run(spec: ClusterSpec) -> int:
     """Run the cluster until told to stop; returns the process exit code."""
     import dask
     from distributed import LocalCluster
     from distributed.core import Status
-    from distributed.diagnostics.plugin import SchedulerPlugin
 
-    from astrokit.connect import WAKE_PLUGIN
     from astrokit_spawner.tls import ClusterCredentials
 
     status = _Status(spec)
@@ -207,19 +240,10 @@ async def run(spec: ClusterSpec) -> int:
         status.update(state="failed", error=f"scheduler did not start: {exc}")
         return 1
 
-    class WakePlugin(SchedulerPlugin):
-        """Lets a client (astrokit.connect) scale the cluster back to the profile's size."""
-
-        name = WAKE_PLUGIN
-
-        def wake(self) -> None:
-            logger.info("woken by a client: scaling to %d workers", spec.n_workers)
-            cluster.scale(spec.n_workers)
-
     exit_code = 0
     try:
         scheduler = cluster.scheduler
-        scheduler.add_plugin(WakePlugin())
+        scheduler.add_plugin(scale_plugin(cluster, spec.n_workers))
         dashboard = scheduler.services.get("dashboard")
         status.update(
             state="scheduler",

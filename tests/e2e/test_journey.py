@@ -182,10 +182,13 @@ def journey(hub, context, shot: Shots) -> None:
 
     page.wait_for_url(re.compile(r"/hub/spawn-pending/|/user/"), timeout=30_000)
     if "/spawn-pending/" in page.url:
+        # Best effort only: the spawn may finish, and the page leave for the lab, meanwhile.
         with contextlib.suppress(PlaywrightError):
             page.click("#progress-details summary", timeout=2_000)  # open the event log
             page.wait_for_selector("#progress-log .progress-log-event", timeout=5_000)
-            shot(page, "progress")
+    # Outside the suppress, so the step's screenshot is always saved (showing the lab
+    # loading if the spawn was already done) and a failure to take it fails the test.
+    shot(page, "progress")
     wait_until(progress_or_lab, 120, "the server to start and JupyterLab to open")
     model = hub.server(USER)
     assert model is not None and model["ready"]
@@ -207,6 +210,8 @@ def journey(hub, context, shot: Shots) -> None:
     run_all_cells(page, timeout=150)
     outputs = page.locator(".jp-NotebookPanel .jp-OutputArea").all_inner_texts()
     text = "\n".join(outputs)
+    # The scale step scaled the spawner's real cluster down, and connect() brought it back.
+    assert "after scale_cluster(client, 1): 1 worker" in text, text[-2000:]
     assert f"{PROFILE_WORKERS} workers ready" in text, text[-2000:]
     assert f"profile: {PROFILE}" in text
     assert re.search(r"\d+ galaxies read by workers", text)

@@ -351,6 +351,47 @@ def test_schema_rejects_broken_manifests():
         m.env_secret_manifest(name="Bad_Name", namespace="n", data={})
 
 
+def _policy():
+    return m.network_policy_manifest(name="c", namespace="n", cluster_name="c", owner=OWNER)
+
+
+@pytest.mark.parametrize(
+    ("break_it", "message"),
+    [
+        # Structure, from the official Kubernetes schemas (kubernetes-validate, strict):
+        (lambda p: p["spec"].update(podSelectr={}), "'podSelectr' was unexpected"),
+        (lambda p: p["spec"]["ingress"][0].update(ports=[{"port": [80]}]), r"\[80\]"),
+        (lambda p: p["spec"].pop("podSelector"), "'podSelector' is a required property"),
+        (lambda p: p.update(apiVersion="networking.k8s.io/v2"), "no schema for kind"),
+        # What the API server checks in code (schemas/kubernetes-api-rules.schema.yaml):
+        (lambda p: p["metadata"].update(name="Bad_Name"), "does not match"),
+        (
+            lambda p: p["spec"]["ingress"][0].update(ports=[{"protocol": "HTTP"}]),
+            "'HTTP' is not one of",
+        ),
+    ],
+    ids=["unknown-field", "wrong-type", "missing-field", "unknown-version", "name", "enum"],
+)
+def test_built_in_kinds_are_checked_for_structure_and_api_rules(break_it, message):
+    validate_manifest(_policy())
+    bad = _policy()
+    break_it(bad)
+    with pytest.raises(jsonschema.ValidationError, match=message):
+        validate_manifest(bad)
+
+
+def test_misspelt_rbac_verb_is_refused():
+    _, role, _ = m.notebook_rbac_manifests(
+        name="jupyter-alice",
+        namespace="jhub",
+        cluster_name="jupyter-alice-dask",
+        per_user_namespace=False,
+    )
+    role["rules"][0]["verbs"] = ["gett"]
+    with pytest.raises(jsonschema.ValidationError, match="'gett' is not one of"):
+        validate_manifest(role)
+
+
 PEM = {
     name: f"-----BEGIN X-----\n{name}\n-----END X-----\n".encode()
     for name in ("ca.pem", "cluster.pem", "cluster-key.pem", "client.pem", "client-key.pem")

@@ -59,7 +59,12 @@ def store_environment(platform: dict[str, str]) -> dict[str, str]:
 
 @pytest.fixture(scope="session")
 def notebook_cluster(platform_layout) -> Iterator[object]:
-    """A real 2-process, 1-thread-each Dask cluster on 127.0.0.1 (plain TCP)."""
+    """A real 2-process, 1-thread-each Dask cluster on 127.0.0.1 (plain TCP).
+
+    It carries the spawner's scaling plugin, as the hub's clusters do, so the quickstart's
+    scale step really releases a worker and ``astrokit.connect()`` really brings it back.
+    """
+    from astrokit_spawner.cluster_manager import scale_plugin
     from distributed import LocalCluster
 
     with LocalCluster(
@@ -70,6 +75,7 @@ def notebook_cluster(platform_layout) -> Iterator[object]:
         dashboard_address="127.0.0.1:0",
         env={**store_environment(platform_layout), "OMP_NUM_THREADS": "1"},
     ) as cluster:
+        cluster.scheduler.add_plugin(scale_plugin(cluster, N_WORKERS))
         yield cluster
 
 

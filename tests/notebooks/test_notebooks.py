@@ -95,7 +95,11 @@ def test_quickstart(kernel_env, seeded_platform, tmp_path, artifacts_dir):
     workers = text_of(cell_with(nb, "memory limit="))
     assert f"{N_WORKERS} workers, {N_WORKERS} threads in all" in workers
     assert "profile: test" in workers
-    assert f"{N_WORKERS} workers ready" in text_of(cell_with(nb, "workers ready"))
+    # The scale step really scaled: down to one worker, then back up by connect().
+    scaled = text_of(cell_with(nb, "scale_cluster(client, 1)"))
+    assert f"before: {N_WORKERS} workers" in scaled, scaled
+    assert "after scale_cluster(client, 1): 1 worker" in scaled, scaled
+    assert f"after astrokit.connect(): {N_WORKERS} workers ready" in scaled, scaled
 
     manifest = Manifest.load(seeded_platform["shards_url"])
     assert len(manifest.shards) >= 2, "the test survey should span several shards"

@@ -14,6 +14,7 @@ import json
 import os
 import re
 import signal
+import ssl
 import stat
 import subprocess
 import sys
@@ -26,6 +27,7 @@ import pytest
 import requests
 from astrokit_spawner.processes import ProcessRef
 from distributed import Client, Security
+from distributed.comm.core import FatalCommClosedError
 from helpers.hub import HubProcess, SpawnFailed
 from tornado.httpclient import HTTPRequest
 from tornado.websocket import websocket_connect
@@ -254,18 +256,31 @@ def test_connect_from_a_kernel_in_alices_server(hub, running):
     assert os.getsid(kernels[0].pid) != os.getsid(hub.spawner_state("alice")["notebook"]["pid"])
 
 
-def test_bobs_credentials_cannot_use_alices_cluster(hub, running):
-    alice, bob = hub.server_env("alice"), hub.server_env("bob")
-    bob_security = Security(
-        tls_ca_file=bob["DASK_DISTRIBUTED__COMM__TLS__CA_FILE"],
-        tls_client_cert=bob["DASK_DISTRIBUTED__COMM__TLS__CLIENT__CERT"],
-        tls_client_key=bob["DASK_DISTRIBUTED__COMM__TLS__CLIENT__KEY"],
+def _client_security(env: dict[str, str]) -> Security:
+    return Security(
+        tls_ca_file=env["DASK_DISTRIBUTED__COMM__TLS__CA_FILE"],
+        tls_client_cert=env["DASK_DISTRIBUTED__COMM__TLS__CLIENT__CERT"],
+        tls_client_key=env["DASK_DISTRIBUTED__COMM__TLS__CLIENT__KEY"],
         require_encryption=True,
     )
-    with pytest.raises(OSError):
-        Client(alice["ASTROKIT_SCHEDULER_ADDRESS"], security=bob_security, timeout="5s")
-    # The same from bob's whole environment pointed at alice's address: refused.
-    env = dict(bob, ASTROKIT_SCHEDULER_ADDRESS=alice["ASTROKIT_SCHEDULER_ADDRESS"])
+
+
+def test_bobs_credentials_cannot_use_alices_cluster(hub, running):
+    alice, bob = hub.server_env("alice"), hub.server_env("bob")
+    address = alice["ASTROKIT_SCHEDULER_ADDRESS"]
+    # Positive control, right before the refusal: alice's scheduler is up and computes with
+    # alice's credentials, so what follows fails because of bob's, not a dead scheduler.
+    with Client(address, security=_client_security(alice), timeout="30s") as client:
+        assert client.submit(lambda x: x + 1, 41).result(timeout=60) == 42
+    # bob's: refused in the TLS handshake (alice's scheduler presents a certificate bob's CA
+    # did not sign), at once - not a connection timeout, which would also raise OSError.
+    start = time.monotonic()
+    with pytest.raises(FatalCommClosedError, match="TLS certificate does not match") as info:
+        Client(address, security=_client_security(bob), timeout="5s")
+    assert isinstance(info.value.__cause__ or info.value.__context__, ssl.SSLCertVerificationError)
+    assert time.monotonic() - start < 5
+    # The same from bob's whole environment pointed at alice's address: refused, for TLS.
+    env = dict(bob, ASTROKIT_SCHEDULER_ADDRESS=address)
     result = subprocess.run(
         [sys.executable, "-c", "import astrokit; astrokit.connect(timeout=5)"],
         env=env,
@@ -275,6 +290,7 @@ def test_bobs_credentials_cannot_use_alices_cluster(hub, running):
     )
     assert result.returncode != 0
     assert "ConnectError: cannot reach the Dask scheduler" in result.stderr
+    assert "TLS certificate does not match" in result.stderr, result.stderr[-3000:]
 
 
 def test_dashboard_through_the_hub_only_for_its_owner(hub, running):

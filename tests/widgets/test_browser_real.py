@@ -11,6 +11,7 @@ screenshot is kept in test-artifacts/.
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import time
@@ -29,12 +30,22 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 
+NO_CHROMIUM = "Debian chromium not installed at /usr/bin/chromium"
+# In CI (.ci/run sets CI=true) a skip would hide that the browser test never ran: there the
+# test is not skipped, and _chromium_required fails it instead.
+IN_CI = os.environ.get("CI", "").lower() == "true"
+
 pytestmark = [
     pytest.mark.browser,
-    pytest.mark.skipif(
-        not CHROMIUM.exists(), reason="Debian chromium not installed at /usr/bin/chromium"
-    ),
+    pytest.mark.skipif(not CHROMIUM.exists() and not IN_CI, reason=NO_CHROMIUM),
 ]
+
+
+@pytest.fixture(autouse=True)
+def _chromium_required():
+    if not CHROMIUM.exists():
+        pytest.fail(f"{NO_CHROMIUM}; CI=true requires the browser tests", pytrace=False)
+
 
 NOTEBOOK_CELLS = [
     "%matplotlib widget\nfrom astrokit_widgets import StoreBrowser",
