@@ -108,19 +108,14 @@ def load_average() -> list[float]:
 def time_scoring(pool, model, n_workers: int, strategies: list[str], repeats: int = 3) -> dict:
     """Seconds for one scoring pass of ``pool`` per strategy on a fresh n-worker cluster."""
     import numpy as np
-    from distributed import Client, LocalCluster
+    from distributed import Client
 
     from astrokit.active.scoring import score_pool
+    from astrokit.cluster import local_cluster
 
     out = {}
     with (
-        LocalCluster(
-            n_workers=n_workers,
-            threads_per_worker=1,
-            processes=True,
-            host="127.0.0.1",
-            dashboard_address="127.0.0.1:0",
-        ) as cluster,
+        local_cluster(n_workers, 1) as cluster,
         Client(cluster) as client,
     ):
         client.wait_for_workers(n_workers, timeout=120)

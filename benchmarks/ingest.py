@@ -85,17 +85,15 @@ def _measure(fn: Callable[[], Any]) -> tuple[Any, float, float, float]:
 
 
 def _ingest_run(src: str, dst: str, workers: int, partition_mb: float) -> dict:
-    from distributed import Client, LocalCluster
+    from distributed import Client
 
+    from astrokit.cluster import local_cluster
     from astrokit.ingest import ingest
 
     with (
-        LocalCluster(
-            n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
-            dashboard_address=None,
-        ) as cluster,
+        local_cluster(workers, 1, dashboard_address=None) as cluster,
         Client(cluster) as client,
-    ):  # fmt: skip
+    ):
         client.wait_for_workers(workers, timeout=120)
         t0 = time.perf_counter()
         report = ingest(src, dst, partition_mb=partition_mb, client=client)

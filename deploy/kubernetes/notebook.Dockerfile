@@ -24,6 +24,8 @@ RUN python3 -m pip install "/tmp/astrokit[lab,ml]" "dask-labextension>=7" \
     && python3 -c "import astrokit, distributed, torch; print(torch.__version__)"
 
 COPY deploy/kubernetes/notebook/jupyter_server_config.py /etc/jupyter/jupyter_server_config.py
+# Dask reads /etc/dask/*.yaml in every process: workers keep glibc's malloc defaults (torch speed)
+COPY deploy/kubernetes/notebook/dask.yaml /etc/dask/astrokit.yaml
 
 USER 1000
 WORKDIR /home/jovyan

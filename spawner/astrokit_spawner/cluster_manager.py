@@ -202,6 +202,7 @@ async def run(spec: ClusterSpec) -> int:
     from distributed import LocalCluster
     from distributed.core import Status
 
+    from astrokit.cluster import WORKER_DASK_CONFIG
     from astrokit_spawner.tls import ClusterCredentials
 
     status = _Status(spec)
@@ -218,6 +219,9 @@ async def run(spec: ClusterSpec) -> int:
     # ~1.8 CPU-s instead of ~3.2, which matters while the notebook server starts on the same
     # cores, and the preloaded pages are shared (worker USS ~23 MiB instead of ~44 MiB).
     dask.config.set({"distributed.worker.multiprocessing-method": "forkserver"})
+    # Not in a `with`: workers are started later (scale, adapt), and each nanny reads the
+    # settings when it is made. See WORKER_DASK_CONFIG for why (torch throughput).
+    dask.config.set(WORKER_DASK_CONFIG)
     try:
         cluster = await LocalCluster(
             n_workers=0,

@@ -10,7 +10,13 @@ import pandas as pd
 import pytest
 
 from astrokit.cli import main as cli_main
-from astrokit.inference import IncompleteResultError, InferenceError, infer, plan_partitions
+from astrokit.inference import (
+    IncompleteResultError,
+    InferenceError,
+    balance_partitions,
+    infer,
+    plan_partitions,
+)
 from astrokit.models.checkpoint import load_checkpoint
 from astrokit.models.runtime import predict_arrays
 
@@ -45,6 +51,61 @@ def test_plan_cuts_shards_into_row_ranges(shard_url, tmp_path):
     (empty / "notes.txt").write_text("no cutouts here")
     with pytest.raises(InferenceError, match="nothing to infer on"):
         plan_partitions(str(empty))
+
+
+def test_the_last_wave_is_cut_for_the_cluster(shard_url):
+    # 25 MB: one partition per shard (120, 120, 60 rows); on 2 threads the third would run
+    # alone while the other thread idles, so it is cut in two
+    base = plan_partitions(shard_url)["partitions"]
+    two = balance_partitions(base, 2)
+    assert [(p["index"], p["start"], p["stop"]) for p in two] == [
+        (0, 0, 120),
+        (1, 0, 120),
+        (2, 0, 30),
+        (3, 30, 60),
+    ]
+    assert [p["shard"]["name"] for p in two][2:] == ["shard-00002.npz"] * 2
+    # a multiple of the threads is left alone; fewer partitions than threads are all cut
+    assert balance_partitions(base, 3) == base and balance_partitions(base, 1) == base
+    four = balance_partitions(base, 4)
+    assert len(four) == 12 and sum(p["rows"] for p in four) == 300
+    assert [p["index"] for p in four] == list(range(12))
+    # every row is still in exactly one partition
+    rows = sorted((p["shard"]["name"], r) for p in four for r in range(p["start"], p["stop"]))
+    assert len(rows) == len(set(rows)) == 300
+
+
+def test_fits_groups_are_cut_by_files(tmp_path):
+    from astrokit.inference import _fits_partition
+
+    files = [f"file:///x/c{i}.fits" for i in range(5)]
+    parts = balance_partitions([_fits_partition(0, files)], 2)
+    assert [p["files"] for p in parts] == [files[:2], files[2:]] or [p["files"] for p in parts] == [
+        files[:3],
+        files[3:],
+    ]
+    assert [p["index"] for p in parts] == [0, 1] and sum(p["rows"] for p in parts) == 5
+
+
+def test_a_resumed_run_keeps_its_plan_on_another_cluster_size(
+    cluster_client, shard_url, tiny_model_url, tmp_path
+):
+    from distributed import Client
+
+    from astrokit.cluster import local_cluster
+
+    out = (tmp_path / "pred").as_uri()
+    # the first run on 2 threads: 3 shard partitions, the last cut in two
+    first = infer(shard_url, model=tiny_model_url, out=out, client=cluster_client, progress=False)
+    assert first.summary["partitions"] == 4
+    (tmp_path / "pred" / "pred-00003.parquet").unlink()
+    # resumed on a 1-worker cluster: the same 4 partitions, only the missing one recomputed
+    with local_cluster(1, 1, dashboard_address=None) as cluster, Client(cluster) as one:
+        again = infer(shard_url, model=tiny_model_url, out=out, client=one, progress=False)
+    assert again.summary["partitions"] == 4
+    assert again.summary["partitions_resumed"] == 3 and again.summary["partitions_computed"] == 1
+    assert again.summary["complete"]
+    pd.testing.assert_frame_equal(_catalog(first), _catalog(again))
 
 
 def test_infer_is_exact_and_matches_in_process(
@@ -168,7 +229,8 @@ def test_lost_prediction_file_is_detected(cluster_client, shard_url, tiny_model_
 
     out = (tmp_path / "pred").as_uri()
     infer(shard_url, model=tiny_model_url, out=out, client=cluster_client, progress=False)
-    # a partition file that holds another partition's rows (a duplicate) and one lost file
+    # a partition file that holds another partition's rows (a duplicate) and one lost file;
+    # on the 2-thread cluster the plan is 120, 120, 30, 30 rows (the last shard cut in two)
     (tmp_path / "pred" / "pred-00002.parquet").write_bytes(
         (tmp_path / "pred" / "pred-00001.parquet").read_bytes()
     )
@@ -189,7 +251,8 @@ def test_lost_prediction_file_is_detected(cluster_client, shard_url, tiny_model_
     )
     s = result.summary
     assert not s["complete"]
-    assert s["missing"] == 60 and s["duplicates"] == 120
+    assert len(plan["partitions"]) == 4
+    assert s["missing"] == 30 and s["duplicates"] == 120
     assert any("no prediction" in p for p in s["problems"])
 
 

@@ -217,6 +217,30 @@ def test_hub_image_has_no_torch_and_notebook_pins_it():
     assert "whl/cpu" in notebook and "[lab,ml]" in notebook
 
 
+def test_worker_image_dask_config_matches_the_local_clusters():
+    # The worker image's /etc/dask/astrokit.yaml sets what local clusters get from
+    # astrokit.cluster.WORKER_DASK_CONFIG (glibc malloc defaults for torch).
+    import dask
+
+    from astrokit.cluster import WORKER_DASK_CONFIG
+
+    assert "COPY deploy/kubernetes/notebook/dask.yaml /etc/dask/astrokit.yaml" in "\n".join(
+        _dockerfile("notebook.Dockerfile")
+    )
+    image_config = load("notebook/dask.yaml")
+    for key, value in WORKER_DASK_CONFIG.items():
+        assert dask.config.get(key, config=image_config, default="missing") == value, key
+    # and Dask, reading that file, really drops the variable from the workers' environment
+    from distributed.nanny import _get_env_variables
+
+    merged = dask.config.merge(dask.config.config, image_config)
+    environ = dask.config.get("distributed.nanny.pre-spawn-environ", config=merged)
+    assert environ["MALLOC_TRIM_THRESHOLD_"] is None and "OMP_NUM_THREADS" in environ
+    with dask.config.set({"distributed.nanny.pre-spawn-environ": environ}):
+        spawned = _get_env_variables("distributed.nanny.pre-spawn-environ")
+    assert "MALLOC_TRIM_THRESHOLD_" not in spawned and spawned["OMP_NUM_THREADS"] == "1"
+
+
 def test_notebook_proxy_allows_exactly_scheduler_dashboards():
     seen = {}
 

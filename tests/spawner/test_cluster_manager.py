@@ -37,7 +37,7 @@ def _wait(predicate, timeout: float, what: str, interval: float = 0.05):
 class Manager:
     """A cluster manager process started the way the spawner starts it."""
 
-    def __init__(self, base: Path, **overrides) -> None:
+    def __init__(self, base: Path, env: dict[str, str] | None = None, **overrides) -> None:
         self.server_id = f"test-{uuid.uuid4().hex[:8]}"
         base.mkdir(parents=True, exist_ok=True)
         self.creds = make_credentials(base / "tls", self.server_id)
@@ -55,7 +55,11 @@ class Manager:
         self.spec = replace(self.spec, **overrides)
         spec_path = base / "spec.json"
         spec_path.write_text(self.spec.to_json())
-        env = dict(os.environ, ASTROKIT_SERVER_ID=self.server_id)
+        env = dict(os.environ, **(env or {}), ASTROKIT_SERVER_ID=self.server_id)
+        # Dask's nanny writes its pre-spawn variables into the os.environ of the process that
+        # starts workers, so an earlier LocalCluster in this test session may have left
+        # MALLOC_TRIM_THRESHOLD_ here; the hub's environment has none.
+        env.pop("MALLOC_TRIM_THRESHOLD_", None)
         self.log = base / "cluster.log"
         with open(self.log, "wb") as log:
             self.proc = subprocess.Popen(
@@ -152,6 +156,37 @@ def test_connect_computes_on_the_tls_cluster(as_notebook):
             lambda: (os.environ.get("ASTROKIT_SERVER_ID"), os.environ["OMP_NUM_THREADS"])
         )
         assert set(envs.values()) == {(as_notebook.server_id, "1")}
+        # ... and glibc's malloc defaults, not Dask's trim threshold (WORKER_DASK_CONFIG)
+        trims = client.run(lambda: os.environ.get("MALLOC_TRIM_THRESHOLD_"))
+        assert set(trims.values()) == {None}
+
+
+def test_cluster_runs_in_a_python_without_torch(tmp_path):
+    # The cluster manager and its workers run in the hub's environment (the `hub` extra),
+    # which has no torch: a `torch` package that refuses to import stands in for its absence.
+    blocker = tmp_path / "no-torch"
+    (blocker / "torch").mkdir(parents=True)
+    (blocker / "torch" / "__init__.py").write_text(
+        "raise ImportError('torch is not installed in the hub environment')\n"
+    )
+    pythonpath = os.pathsep.join(filter(None, [str(blocker), os.environ.get("PYTHONPATH")]))
+    m = Manager(tmp_path / "manager", env={"PYTHONPATH": pythonpath})
+    try:
+        m.wait_state("ready")
+        with Client(m.address, security=m.creds.security("client"), timeout="20s") as c:
+            assert c.submit(sum, range(5)).result() == 10
+
+            def torch_importable() -> bool:
+                try:
+                    import torch  # noqa: F401
+                except ImportError:
+                    return False
+                return True
+
+            assert set(c.run(torch_importable).values()) == {False}
+            assert c.run_on_scheduler(torch_importable) is False
+    finally:
+        m.close()
 
 
 def test_workers_are_separate_processes_in_the_managers_group(manager):
