@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from helpers.benchmarks import run_benchmark
 
 from astrokit.cli import main
 
@@ -94,25 +93,16 @@ def test_al_simulate_on_a_missing_pool(tmp_path, capsys):
 
 
 def test_benchmark_quick_prints_one_json_object(toy_pool, tmp_path):
-    proc = subprocess.run(
-        [
-            sys.executable,
-            str(REPO / "benchmarks" / "active.py"),
-            "--quick",
-            "--pool",
-            toy_pool.url,
-            "--work",
-            f"file://{tmp_path}",
-            "--strategies",
-            "entropy,bald",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        cwd=REPO,
+    out = run_benchmark(
+        "active",
+        "--quick",
+        "--pool",
+        toy_pool.url,
+        "--work",
+        f"file://{tmp_path}",
+        "--strategies",
+        "entropy,bald",
     )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    out = json.loads(proc.stdout)
     assert out["pool"]["n"] == 600 and out["quick"] is True
     assert set(out["ratios"]) == {"entropy", "bald"}
     assert set(out["targets"]) == {"entropy", "bald"}

@@ -2,24 +2,11 @@
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
-from pathlib import Path
-
-BENCH = Path(__file__).resolve().parents[2] / "benchmarks" / "infer.py"
+from helpers.benchmarks import run_benchmark
 
 
 def test_infer_benchmark_quick(tmp_path):
-    proc = subprocess.run(
-        [sys.executable, str(BENCH), "--quick", "--samples", "256", "--workdir", str(tmp_path)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    report = json.loads(proc.stdout)
+    report = run_benchmark("infer", "--quick", "--samples", "256", "--workdir", str(tmp_path))
     assert report["samples"] == 256 and report["config"] == "tiny"
     for path in ("baseline", "baseline_1thread", "distributed_1w", "distributed_2w"):
         assert report[path]["samples"] == 256

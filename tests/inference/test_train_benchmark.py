@@ -2,24 +2,11 @@
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
-from pathlib import Path
-
-BENCH = Path(__file__).resolve().parents[2] / "benchmarks" / "train.py"
+from helpers.benchmarks import run_benchmark
 
 
 def test_train_benchmark_quick(tmp_path):
-    proc = subprocess.run(
-        [sys.executable, str(BENCH), "--quick", "--workdir", str(tmp_path)],
-        capture_output=True,
-        text=True,
-        timeout=400,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    report = json.loads(proc.stdout)
+    report = run_benchmark("train", "--quick", "--workdir", str(tmp_path), timeout=400)
     assert report["preset"]["config"] == "tiny" and report["preset"]["epochs"] == 1
     assert report["n_train"] + report["n_val"] <= report["train_galaxies"] == 300
     test = report["test"]

@@ -2,24 +2,11 @@
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
-from pathlib import Path
-
-REPO = Path(__file__).resolve().parents[2]
+from helpers.benchmarks import run_benchmark
 
 
 def test_k8s_spawn_benchmark_quick():
-    proc = subprocess.run(
-        [sys.executable, str(REPO / "benchmarks" / "k8s_spawn.py"), "--quick"],
-        capture_output=True,
-        text=True,
-        timeout=240,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    result = json.loads(proc.stdout)
+    result = run_benchmark("k8s_spawn", "--quick", timeout=240)
     assert result["sequential_users"] == 2 and result["concurrent_users"] == 3
     assert 0 < result["start"]["median_s"] <= result["start"]["max_s"]
     assert result["api_requests_per_cycle_by_verb"]["create"] >= 7  # SA, Role, RB, 2 TLS, ...
