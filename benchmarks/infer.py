@@ -40,6 +40,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -147,33 +148,27 @@ def distributed_run(
         local_cluster(workers, 1, dashboard_address=None, worker_dashboard_address=None) as cluster,
         Client(cluster) as client,
     ):
-        t0 = time.perf_counter()
-        infer(
-            warm_url,
-            model=model_url,
-            out=(out_dir / f"warm-{workers}").as_uri(),
-            client=client,
-            batch_size=batch_size,
-            progress=False,
-            resume=False,
-        )
-        cold = time.perf_counter() - t0
-        runs = []
-        for r in range(repeats):
-            if reference is not None:
-                references.append(reference())
+
+        def timed_infer(url: str, out_name: str) -> tuple[float, Any]:
             t0 = time.perf_counter()
             result = infer(
-                data_url,
+                url,
                 model=model_url,
-                out=(out_dir / f"run-{workers}-{r}").as_uri(),
+                out=(out_dir / out_name).as_uri(),
                 client=client,
                 batch_size=batch_size,
                 partition_mb=partition_mb,
                 progress=False,
                 resume=False,
             )
-            runs.append((time.perf_counter() - t0, result))
+            return time.perf_counter() - t0, result
+
+        cold, _ = timed_infer(warm_url, f"warm-{workers}")
+        runs = []
+        for r in range(repeats):
+            if reference is not None:
+                references.append(reference())
+            runs.append(timed_infer(data_url, f"run-{workers}-{r}"))
     seconds, result = min(runs, key=lambda run: run[0])
     s = result.summary
     if not s["complete"]:
