@@ -30,6 +30,21 @@ PROFILE_WORKERS = 2
 ERROR_MIME = "application/vnd.jupyter.error"
 
 
+# Installed before the spawn-pending page loads: every line JupyterHub appends to the
+# progress log is passed to the test as it appears.
+RECORD_PROGRESS_EVENTS = """
+new MutationObserver((records) => {
+  for (const record of records) {
+    for (const node of record.addedNodes) {
+      if (node.classList && node.classList.contains("progress-log-event")) {
+        window.astrokitProgressEvent(node.textContent);
+      }
+    }
+  }
+}).observe(document, { childList: true, subtree: true });
+"""
+
+
 def wait_until(check: Callable[[], object], timeout: float, what: str, interval: float = 0.25):
     """Poll ``check`` until it returns something truthy; fail naming ``what`` after ``timeout``."""
     deadline = time.monotonic() + timeout
@@ -164,21 +179,15 @@ def journey(hub, context, shot: Shots) -> None:
     assert PROFILE in names and len(names) >= 2, names
     page.check(f'input[type="radio"][name="profile"][value="{PROFILE}"]')
     shot(page, "options-form")
-    page.locator('#spawn_form [type="submit"]').click()
 
     # 3. Progress: the spawn-pending page streams the spawner's stages until the lab opens.
+    # The page itself reports each line as it is added: the last ones ("Dask workers 2/2")
+    # arrive just before the page leaves for the lab, too late for polling from here to
+    # see them every time (CI once missed it).
     seen: list[str] = []
-
-    def progress_or_lab() -> bool:
-        if "/lab" in page.url:
-            return True
-        try:
-            for event in page.locator("#progress-log .progress-log-event").all_text_contents():
-                if event.strip() and event.strip() not in seen:
-                    seen.append(event.strip())
-        except PlaywrightError:  # the page navigated away between the check and the read
-            pass
-        return False
+    page.expose_function("astrokitProgressEvent", lambda text: seen.append(text.strip()))
+    page.add_init_script(RECORD_PROGRESS_EVENTS)
+    page.locator('#spawn_form [type="submit"]').click()
 
     page.wait_for_url(re.compile(r"/hub/spawn-pending/|/user/"), timeout=30_000)
     if "/spawn-pending/" in page.url:
@@ -189,11 +198,17 @@ def journey(hub, context, shot: Shots) -> None:
     # Outside the suppress, so the step's screenshot is always saved (showing the lab
     # loading if the spawn was already done) and a failure to take it fails the test.
     shot(page, "progress")
-    wait_until(progress_or_lab, 120, "the server to start and JupyterLab to open")
+    # A Playwright wait, not a sleep loop: the sync API delivers the page's calls of
+    # astrokitProgressEvent (and its navigations) only while one of its calls runs.
+    page.wait_for_url(re.compile(r"/lab"), timeout=120_000)
     model = hub.server(USER)
     assert model is not None and model["ready"]
     print("spawn progress seen in the browser:", " | ".join(seen))
-    assert any(f"Dask workers {PROFILE_WORKERS}/{PROFILE_WORKERS}" in e for e in seen), seen
+    workers_up = f"Dask workers {PROFILE_WORKERS}/{PROFILE_WORKERS}"
+    assert workers_up in seen, seen
+    # the spawner's stages arrive in order, and the last of them before the hub's own
+    ready = next(i for i, e in enumerate(seen) if e.startswith("Ready: notebook and"))
+    assert seen.index("Starting the Dask scheduler") < seen.index(workers_up) < ready, seen
 
     # 4. JupyterLab.
     page.wait_for_selector("#jp-main-dock-panel", timeout=60_000)
