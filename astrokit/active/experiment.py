@@ -92,6 +92,8 @@ def simulate(
     heldout: int | Pool | str | None = 1000,
     model_factory: Callable[[int, int], Any] | None = None,
     mc_samples: int = 10,
+    selection: str = "power",
+    beta: float = 1.0,
     client: Any = None,
     store: Any = None,
 ) -> ExperimentResult:
@@ -110,7 +112,7 @@ def simulate(
     seeds : sequence of int
     iterations : int
         Iterations per loop, the random seed iteration included.
-    batch_size, seed_size, heldout, mc_samples
+    batch_size, seed_size, heldout, mc_samples, selection, beta
         As for :class:`~astrokit.active.ActiveLearningLoop`.
     model_factory : callable ``(n_classes, seed) -> model``, optional
         Default: the SpectraCNN.
@@ -140,6 +142,8 @@ def simulate(
                     heldout=heldout,
                     seed=seed,
                     mc_samples=mc_samples,
+                    selection=selection,
+                    beta=beta,
                     client=cl,
                     store=store,
                 )
@@ -159,7 +163,7 @@ def simulate(
         batch_size,
         seed_size if seed_size is not None else batch_size,
         time.perf_counter() - start,
-        {"strategies": names, "iterations": iterations},
+        {"strategies": names, "iterations": iterations, "selection": selection, "beta": beta},
     )
 
 

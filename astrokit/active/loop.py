@@ -39,7 +39,7 @@ from astrokit.active.models import as_model
 from astrokit.active.oracles import KnownLabelsOracle, OracleError, Query, as_oracle
 from astrokit.active.pool import Pool
 from astrokit.active.scoring import score_pool
-from astrokit.active.strategies import get_strategy, random_indices
+from astrokit.active.strategies import check_selection, get_strategy, random_indices
 from astrokit.store import Store
 
 __all__ = ["ActiveLearningLoop", "IterationRecord", "LoopConfigError", "StepResult"]
@@ -146,6 +146,13 @@ class ActiveLearningLoop:
         Seeds the seed set, random queries, held-out draw and model; same seed, same run.
     mc_samples : int
         MC-dropout passes for BALD.
+    selection : ``"power"`` or ``"top"``
+        How a batch is picked from the scores: ``"power"`` (default) draws it with
+        probability proportional to ``score ** beta`` (stochastic power acquisition), ``"top"``
+        takes the highest scores (see :mod:`astrokit.active.strategies` for why power is the
+        default). Seeded by ``seed`` and the iteration: a resumed loop picks the same batch.
+    beta : float
+        Exponent of the power draw (default 1).
     client : distributed.Client, optional
         The cluster to score on; default :func:`astrokit.cluster.client_or_local` (the
         user's cluster, or a temporary local one kept until :meth:`close`).
@@ -166,6 +173,8 @@ class ActiveLearningLoop:
         heldout: int | Pool | str | None = 1000,
         seed: int = 0,
         mc_samples: int = 10,
+        selection: str = "power",
+        beta: float = 1.0,
         client: Any = None,
         store: Store | None = None,
     ) -> None:
@@ -180,6 +189,10 @@ class ActiveLearningLoop:
             raise LoopConfigError(f"seed_size must be >= 1, got {self.seed_size}")
         self.seed = int(seed)
         self.mc_samples = int(mc_samples)
+        try:
+            self.selection, self.beta = check_selection(selection, beta)
+        except ValueError as exc:
+            raise LoopConfigError(str(exc)) from None
         self.classes = list(self.pool.classes)
         self._class_index = {c: i for i, c in enumerate(self.classes)}
         self.oracle = as_oracle(oracle)
@@ -240,6 +253,9 @@ class ActiveLearningLoop:
             seed_size=config["seed_size"],
             seed=config["seed"],
             mc_samples=config["mc_samples"],
+            # loops stored before power acquisition existed picked the top scores
+            selection=config.get("selection", "top"),
+            beta=config.get("beta", 1.0),
             heldout=heldout["url"] if heldout.get("url") else heldout.get("size"),
             store=store,
             **kwargs,
@@ -283,6 +299,8 @@ class ActiveLearningLoop:
             "seed_size": self.seed_size,
             "seed": self.seed,
             "mc_samples": self.mc_samples,
+            "selection": self.selection,
+            "beta": self.beta,
             "heldout": heldout,
         }
 
@@ -312,8 +330,13 @@ class ActiveLearningLoop:
             "batch_size": self.batch_size,
             "seed_size": self.seed_size,
             "seed": self.seed,
+            "selection": self.selection,
+            "beta": self.beta,
         }
-        clashes = {k: (config.get(k), v) for k, v in mine.items() if config.get(k) != v}
+        stored_config = {"selection": "top", "beta": 1.0, **config}
+        clashes = {
+            k: (stored_config.get(k), v) for k, v in mine.items() if stored_config.get(k) != v
+        }
         if clashes:
             detail = "; ".join(f"{k}: stored {a!r}, given {b!r}" for k, (a, b) in clashes.items())
             raise LoopConfigError(
@@ -505,6 +528,9 @@ class ActiveLearningLoop:
                 iteration=self.iteration,
                 token=self.token,
                 mc_samples=self.mc_samples,
+                selection=self.selection,
+                beta=self.beta,
+                noise_seed=(self.seed,),
             )
             chosen, scores = result.indices, result.scores
             score_seconds = result.seconds

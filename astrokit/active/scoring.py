@@ -10,7 +10,10 @@ Each iteration of the loop calls :func:`score_pool`. It
    the model, scores the rows with the strategy, drops already-labelled/held-out rows and
    returns only its best ``k`` — a few KB whatever the shard size;
 3. merges the per-shard winners into the global top ``k`` (ties by smaller index, as a
-   single-process top-k would).
+   single-process top-k would). With power acquisition (the loop's default) a row is ranked
+   by a key, its score's log plus seeded Gumbel noise, and the same merge gives a draw of
+   ``k`` rows with probability proportional to the score
+   (:mod:`astrokit.active.strategies`).
 
 Nothing of the pool goes through the client: pools larger than the client's memory work.
 """
@@ -27,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from astrokit.active.pool import Pool
-from astrokit.active.strategies import get_strategy, top_k
+from astrokit.active.strategies import check_selection, get_strategy, power_keys, top_k_order
 
 if TYPE_CHECKING:
     import distributed
@@ -100,6 +103,9 @@ def score_shard(
     k: int,
     exclude_local: np.ndarray,
     mc_samples: int = 10,
+    selection: str = "top",
+    beta: float = 1.0,
+    noise_seed: tuple[int, ...] = (),
 ) -> dict[str, Any]:
     """Score one shard and return its best ``k`` rows (runs on a worker).
 
@@ -118,11 +124,18 @@ def score_shard(
         Rows of this shard (local positions) that must not be returned.
     mc_samples : int
         MC-dropout passes for BALD.
+    selection, beta : str, float
+        ``"top"``: the ``k`` best scores; ``"power"``: ``k`` rows drawn with probability
+        ``∝ score**beta`` (:func:`~astrokit.active.strategies.power_keys`).
+    noise_seed : tuple of int
+        Seeds the power draw's noise; with the shard's position appended, so every shard
+        draws independently and the same loop, iteration and shard always draw the same.
 
     Returns
     -------
     dict
-        ``indices`` (global), ``scores``, ``n_scored``, ``predicted_counts``.
+        ``indices`` (global), ``scores``, ``keys`` (what the batch is ranked by: the scores,
+        or the power draw's keys), ``n_scored``, ``predicted_counts``.
     """
     _use_worker_threads()
     strat = get_strategy(strategy)
@@ -137,6 +150,7 @@ def score_shard(
         return {
             "indices": np.empty(0, np.int64),
             "scores": np.empty(0),
+            "keys": np.empty(0),
             "n_scored": 0,
             "predicted_counts": np.zeros(model.n_classes, np.int64),
         }
@@ -150,10 +164,19 @@ def score_shard(
         probs = model.predict_proba(x)
         scores = strat.score(probs)
     counts = np.bincount(np.argmax(probs, axis=1), minlength=model.n_classes)
-    best_scores, best = top_k(scores, local + entry.offset, k)
+    if selection == "power":
+        # noise for every row of the shard, then the kept ones: a row's draw does not depend
+        # on which other rows are excluded
+        rng = np.random.default_rng([*noise_seed, shard])
+        keys = power_keys(scores, beta, rng.gumbel(size=entry.rows)[local])
+    else:
+        keys = np.asarray(scores, dtype=np.float64)
+    global_indices = local + entry.offset
+    order = top_k_order(keys, global_indices, k)
     return {
-        "indices": best,
-        "scores": best_scores,
+        "indices": global_indices[order],
+        "scores": np.asarray(scores, dtype=np.float64)[order],
+        "keys": keys[order],
         "n_scored": int(local.size),
         "predicted_counts": counts.astype(np.int64),
     }
@@ -170,6 +193,9 @@ def score_pool(
     iteration: int,
     token: str,
     mc_samples: int = 10,
+    selection: str = "top",
+    beta: float = 1.0,
+    noise_seed: tuple[int, ...] = (),
 ) -> ScoreResult:
     """Score every unexcluded row of ``pool`` on the cluster and return the top ``k``.
 
@@ -191,7 +217,12 @@ def score_pool(
         Distinguishes this loop/iteration's keys from any other's.
     mc_samples : int
         MC-dropout passes for BALD.
+    selection, beta, noise_seed
+        How the batch is picked (see :func:`score_shard`); the loop seeds the noise with its
+        seed and the iteration.
     """
+    selection, beta = check_selection(selection, beta)
+    noise_seed = (*(int(v) for v in noise_seed), int(iteration))
     start = time.perf_counter()
     exclude = np.unique(np.asarray(exclude, dtype=np.int64))
     digest = hashlib.sha1(f"{token}-{iteration}-{time.time_ns()}".encode()).hexdigest()[:12]
@@ -214,6 +245,9 @@ def score_pool(
                 k,
                 exclude[lo:hi] - entry.offset,
                 mc_samples,
+                selection,
+                beta,
+                noise_seed,
                 key=key,
                 pure=False,
             )
@@ -224,8 +258,10 @@ def score_pool(
         for future in (*futures, model_future, pool_future):
             future.release()
     scores = np.concatenate([p["scores"] for p in parts]) if parts else np.empty(0)
+    keys = np.concatenate([p["keys"] for p in parts]) if parts else np.empty(0)
     indices = np.concatenate([p["indices"] for p in parts]) if parts else np.empty(0, np.int64)
-    best_scores, best = top_k(scores, indices, k)
+    order = top_k_order(keys, indices, k)
+    best_scores, best = scores[order], indices[order]
     counts = np.sum([p["predicted_counts"] for p in parts], axis=0)
     seconds = time.perf_counter() - start
     n_scored = int(sum(p["n_scored"] for p in parts))

@@ -19,6 +19,18 @@ higher meaning "ask for this one first", so that selection is the same top-k for
 
 Scores are computed where the probabilities are, i.e. on the Dask workers, one partition at a
 time (see :mod:`astrokit.active.scoring`); :func:`top_k` then merges per-partition winners.
+
+Picking a batch
+---------------
+``selection="top"`` takes the ``k`` highest scores. With batches of ~100 that picks many
+near-duplicates of the same ambiguous case, and with a noisy task it keeps querying objects
+no label can settle (at the detection limit); on this project's benchmark top-k entropy and
+BALD needed *more* labels than random sampling. ``selection="power"`` (the default) is
+stochastic power acquisition (Kirsch et al. 2023, "Stochastic Batch Acquisition: A Simple
+Baseline for Deep Active Learning"): draw ``k`` items without replacement with probability
+proportional to ``score ** beta``. It is done as a top-k, so it merges across partitions like
+the deterministic one: :func:`power_keys` adds Gumbel noise to ``beta * log(score)``, and the
+``k`` largest keys are exactly such a draw (the Gumbel-top-k trick, Kool et al. 2019).
 """
 
 from __future__ import annotations
@@ -29,16 +41,20 @@ from dataclasses import dataclass
 import numpy as np
 
 __all__ = [
+    "SELECTIONS",
     "STRATEGIES",
     "Strategy",
     "UnknownStrategyError",
     "bald",
+    "check_selection",
     "entropy",
     "get_strategy",
     "least_confidence",
     "margin",
+    "power_keys",
     "random_indices",
     "top_k",
+    "top_k_order",
 ]
 
 # Probabilities are clipped away from 0 before taking logs: p log p -> 0 as p -> 0, and the
@@ -149,6 +165,44 @@ def get_strategy(name: str | Strategy) -> Strategy:
         ) from None
 
 
+#: How a batch is picked from the scores (see the module docstring).
+SELECTIONS = ("power", "top")
+
+
+def check_selection(selection: str, beta: float) -> tuple[str, float]:
+    """Validate a batch-selection rule; returns ``(selection, beta)`` normalised."""
+    if selection not in SELECTIONS:
+        raise ValueError(f"selection must be one of {', '.join(SELECTIONS)}; got {selection!r}")
+    beta = float(beta)
+    if not (np.isfinite(beta) and beta > 0):
+        raise ValueError(f"beta (power-acquisition exponent) must be a positive number, got {beta}")
+    return selection, beta
+
+
+def power_keys(scores: np.ndarray, beta: float, gumbel: np.ndarray) -> np.ndarray:
+    """Sort keys whose top ``k`` is a draw of ``k`` items with probability ``∝ score**beta``.
+
+    Parameters
+    ----------
+    scores : ndarray, shape (n,)
+        Informativeness scores (>= 0); zero or NaN scores are picked only after every
+        positive one (their key is ``-inf``).
+    beta : float
+        Exponent: large values approach the deterministic top-k, small ones random sampling.
+    gumbel : ndarray, shape (n,)
+        Standard Gumbel noise, one value per item (the caller seeds it, so a resumed loop
+        draws the same batch).
+    """
+    scores = np.asarray(scores, dtype=np.float64)
+    gumbel = np.asarray(gumbel, dtype=np.float64)
+    if scores.shape != gumbel.shape:
+        raise ValueError(f"power_keys: scores {scores.shape} and noise {gumbel.shape} differ")
+    positive = np.nan_to_num(scores, nan=0.0) > 0
+    keys = np.full(scores.shape, -np.inf)
+    keys[positive] = beta * np.log(scores[positive]) + gumbel[positive]
+    return keys
+
+
 def top_k(scores: np.ndarray, indices: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """The ``k`` highest scores and their indices, ties broken by the smaller index.
 
@@ -170,12 +224,19 @@ def top_k(scores: np.ndarray, indices: np.ndarray, k: int) -> tuple[np.ndarray, 
     """
     scores = np.asarray(scores, dtype=np.float64)
     indices = np.asarray(indices, dtype=np.int64)
+    order = top_k_order(scores, indices, k)
+    return scores[order], indices[order]
+
+
+def top_k_order(scores: np.ndarray, indices: np.ndarray, k: int) -> np.ndarray:
+    """Positions of :func:`top_k`'s winners in ``scores`` (to carry other per-item arrays)."""
+    scores = np.asarray(scores, dtype=np.float64)
+    indices = np.asarray(indices, dtype=np.int64)
     if scores.shape != indices.shape:
         raise ValueError(f"top_k: scores {scores.shape} and indices {indices.shape} differ")
     # NaN scores (a degenerate model output) must never be preferred: rank them last.
     safe = np.where(np.isnan(scores), -np.inf, scores)
-    order = np.lexsort((indices, -safe))[: max(int(k), 0)]
-    return scores[order], indices[order]
+    return np.lexsort((indices, -safe))[: max(int(k), 0)]
 
 
 def random_indices(

@@ -38,6 +38,14 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     sim.add_argument("--mc-samples", type=int, default=10, help="MC-dropout passes for BALD")
     sim.add_argument(
+        "--selection",
+        choices=("power", "top"),
+        default="power",
+        help="pick each batch by a draw with probability ~ score**beta (power, default) or "
+        "take the top scores (top)",
+    )
+    sim.add_argument("--beta", type=float, default=1.0, help="power-draw exponent (1)")
+    sim.add_argument(
         "--state", default=None, help="where loops checkpoint (default POOL_URL/../al-runs)"
     )
     sim.add_argument("--plot", default=None, help="write the learning-curve PNG here")
@@ -94,6 +102,8 @@ def _simulate(args: argparse.Namespace) -> int:
             seed_size=args.seed_size,
             heldout=heldout,
             mc_samples=args.mc_samples,
+            selection=args.selection,
+            beta=args.beta,
             model_factory=lambda n_classes, seed: default_model(
                 n_classes, seed=seed, num_threads=args.train_threads
             ),

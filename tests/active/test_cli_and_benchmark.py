@@ -40,6 +40,7 @@ def test_al_simulate_prints_curves_and_label_efficiency(toy_pool, dask_client, t
     assert main(argv) == 0
     out = json.loads(capsys.readouterr().out)
     assert set(out["curves"]) == {"margin", "random"}
+    assert (out["selection"], out["beta"]) == ("power", 1.0)  # the default batch rule
     for curve in out["curves"].values():
         assert curve["n_labelled"] == [40.0, 65.0, 90.0] and curve["n_seeds"] == 2
         assert all(0 <= m <= 1 for m in curve["mean"]) and len(curve["std"]) == 3

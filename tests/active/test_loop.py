@@ -84,7 +84,9 @@ def test_loop_runs_scores_on_the_cluster_and_checkpoints(toy_pool, dask_client, 
 
 
 def test_uncertainty_sampling_queries_the_uncertain_spectra(toy_pool, dask_client, tmp_path):
-    loop = make_loop(toy_pool, f"file://{tmp_path}/run", dask_client, strategy="entropy")
+    loop = make_loop(
+        toy_pool, f"file://{tmp_path}/run", dask_client, strategy="entropy", selection="top"
+    )
     loop.run(1)
     # after the seed iteration, score everything here to know the right answer
     from astrokit.active.strategies import entropy
@@ -96,6 +98,53 @@ def test_uncertainty_sampling_queries_the_uncertain_spectra(toy_pool, dask_clien
     assert result.status == "trained"
     queried = sorted(int(r["index"]) for r in loop.checkpoint.load_labels(1))
     assert queried == sorted(expected[:BATCH].tolist())
+
+
+def test_power_acquisition_on_the_cluster_is_the_single_process_draw(
+    toy_pool, dask_client, tmp_path
+):
+    """The per-shard draws merged on the client give the batch one process would draw."""
+    from astrokit.active.strategies import entropy, power_keys
+
+    seed = 3
+    loop = make_loop(toy_pool, f"file://{tmp_path}/run", dask_client, seed=seed, beta=2.0)
+    assert (loop.selection, loop.beta) == ("power", 2.0)
+    loop.run(1)
+    excluded = loop._excluded()
+    probs = loop.model.predict_proba(
+        toy_pool.get_rows(np.arange(toy_pool.total_rows), keys=("flux",))["flux"]
+    )
+    scores = entropy(probs)
+    keys = np.concatenate(
+        [
+            # the documented seeding: (loop seed, iteration, shard), one draw per shard row
+            np.random.default_rng([seed, 1, i]).gumbel(size=shard.rows)
+            for i, shard in enumerate(toy_pool.shards)
+        ]
+    )
+    keys = power_keys(scores, 2.0, keys)
+    keys[excluded] = -np.inf
+    expected = np.lexsort((np.arange(keys.size), -keys))[:BATCH]
+    top = np.lexsort((np.arange(scores.size), -np.where(keys > -np.inf, scores, -np.inf)))
+    loop.step()
+    queried = sorted(int(r["index"]) for r in loop.checkpoint.load_labels(1))
+    assert queried == sorted(expected.tolist())
+    # a draw, not the top scores: it reaches below the top-k (but never into the excluded)
+    assert set(queried) != set(top[:BATCH].tolist())
+    assert not set(queried) & set(excluded.tolist())
+
+
+def test_a_loop_keeps_its_selection_rule(toy_pool, dask_client, tmp_path):
+    url = f"file://{tmp_path}/run"
+    make_loop(toy_pool, url, dask_client, selection="top")
+    with pytest.raises(LoopConfigError, match="selection: stored 'top', given 'power'"):
+        make_loop(toy_pool, url, dask_client)
+    assert (
+        ActiveLearningLoop.resume(url, model=small_model(4, 0), client=dask_client).selection
+        == "top"
+    )
+    with pytest.raises(LoopConfigError, match="selection must be one of power, top"):
+        make_loop(toy_pool, f"file://{tmp_path}/other", dask_client, selection="best")
 
 
 def test_resume_after_an_oracle_dies_mid_batch_loses_nothing(toy_pool, dask_client, tmp_path):

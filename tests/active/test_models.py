@@ -85,6 +85,30 @@ def test_warm_start_continues_and_cold_start_resets(toy_data):
         torch.testing.assert_close(value, reference[key])
 
 
+def test_warm_fits_shrink_and_perturb_reproducibly(toy_data):
+    x, y, _, _ = toy_data
+    models = [small_model(4, seed=2) for _ in range(2)]
+    plain = small_model(4, seed=2)
+    plain.shrink, plain.perturb = 1.0, 0.0
+    for model in (*models, plain):
+        model.fit(x[:60], y[:60])
+        model.fit(x[:80], y[:80])
+    # the same seed retrains to the same weights (a resumed loop trains as the first run did)
+    for key, value in models[0].module.state_dict().items():
+        torch.testing.assert_close(value, models[1].module.state_dict()[key])
+    # and shrink-and-perturb changed what a plain warm start gives
+    a, b = models[0].module.state_dict(), plain.module.state_dict()
+    assert any(not torch.equal(a[k], b[k]) for k in a if a[k].is_floating_point())
+
+
+def test_training_options_are_checked():
+    net = SpectraCNN(4)
+    with pytest.raises(ValueError, match="schedule must be 'cosine' or 'constant'"):
+        TorchClassifier(net, 4, schedule="step")
+    with pytest.raises(ValueError, match="shrink=0"):
+        TorchClassifier(net, 4, shrink=0)
+
+
 def test_pickled_model_drops_training_only_state(trained):
     clone = pickle.loads(pickle.dumps(trained))
     assert clone._initial_state is None and clone.num_threads is None

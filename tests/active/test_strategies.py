@@ -14,8 +14,10 @@ from astrokit.active.strategies import (
     get_strategy,
     least_confidence,
     margin,
+    power_keys,
     random_indices,
     top_k,
+    top_k_order,
 )
 
 
@@ -97,3 +99,37 @@ def test_random_indices_when_the_pool_runs_out():
     chosen = random_indices(rng, 10, 8, {0, 1, 2, 3, 4})
     assert sorted(chosen.tolist()) == [5, 6, 7, 8, 9]
     assert random_indices(rng, 3, 5, {0, 1, 2}).size == 0
+
+
+def test_power_draw_frequencies_follow_score_to_the_beta():
+    # item i is drawn first (k = 1) with probability score_i**beta / sum(score**beta)
+    scores = np.array([4.0, 2.0, 1.0, 1.0, 0.0])
+    rng = np.random.default_rng(7)
+    for beta in (1.0, 2.0):
+        firsts = np.bincount(
+            [np.argmax(power_keys(scores, beta, rng.gumbel(size=5))) for _ in range(20_000)],
+            minlength=5,
+        )
+        expected = scores**beta / np.sum(scores**beta)
+        np.testing.assert_allclose(firsts / 20_000, expected, atol=0.015)
+        assert firsts[4] == 0  # a zero score is never drawn while positive ones remain
+
+
+def test_power_keys_order_zero_and_nan_last_and_large_beta_is_top_k():
+    scores = np.array([0.3, np.nan, 0.9, 0.0, 0.5])
+    noise = np.random.default_rng(0).gumbel(size=5)
+    keys = power_keys(scores, 1.0, noise)
+    assert np.isneginf(keys[[1, 3]]).all() and np.isfinite(keys[[0, 2, 4]]).all()
+    # as beta grows the draw becomes the deterministic top-k
+    order = top_k_order(power_keys(scores, 1e4, noise), np.arange(5), 3)
+    assert order.tolist() == [2, 4, 0]
+    with pytest.raises(ValueError, match=r"scores \(5,\) and noise \(4,\) differ"):
+        power_keys(scores, 1.0, noise[:4])
+
+
+def test_top_k_order_carries_other_arrays():
+    scores = np.array([0.1, 0.7, 0.7, 0.2])
+    indices = np.array([10, 30, 20, 40])
+    order = top_k_order(scores, indices, 2)
+    assert indices[order].tolist() == [20, 30]  # tie broken by the smaller index
+    assert top_k(scores, indices, 2)[1].tolist() == [20, 30]
