@@ -145,6 +145,8 @@ def test_a_loop_keeps_its_selection_rule(toy_pool, dask_client, tmp_path):
     )
     with pytest.raises(LoopConfigError, match="selection must be one of power, top"):
         make_loop(toy_pool, f"file://{tmp_path}/other", dask_client, selection="best")
+    with pytest.raises(LoopConfigError, match=r"beta .* must be a positive number, got 0\.0"):
+        make_loop(toy_pool, f"file://{tmp_path}/other", dask_client, beta=0)
 
 
 def test_resume_after_an_oracle_dies_mid_batch_loses_nothing(toy_pool, dask_client, tmp_path):
