@@ -35,7 +35,7 @@ install: $(VENV)/.installed $(CHP)
 
 # --- the platform -------------------------------------------------------------------------
 seed: install
-	$(BIN)/astrokit platform prepare --run-dir $(RUN_DIR) --examples ../shared/data/lamost
+	$(BIN)/astrokit platform prepare --run-dir $(RUN_DIR) --examples tests/data/lamost
 
 run: install seed
 	PATH="$(CURDIR)/deploy/local/node_modules/.bin:$(CURDIR)/$(BIN):$$PATH" \

@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-SHARED_DATA = REPO.parent / "shared" / "data"
+#: Real LAMOST spectra committed with the tests (MIT, laspec; see the README there).
+LAMOST_DATA = REPO / "tests" / "data" / "lamost"
 ARTIFACTS = REPO / "test-artifacts"
 
 # Real spectra shipped inside permissively licensed PyPI packages (DESIGN.md §4):
@@ -45,15 +46,15 @@ def _package_dir(name: str) -> Path:
 
 @pytest.fixture(scope="session")
 def lamost_files() -> dict[str, Path]:
-    """The two real LAMOST spectra in ../shared/data (LRS DR6 and MRS DR7)."""
-    base = SHARED_DATA / "lamost"
+    """The two real LAMOST spectra committed under tests/data/lamost (LRS DR6, MRS DR7)."""
+    base = LAMOST_DATA
     files = {
         "lrs": base / "spec-57287-KP193637N444141V03_sp10-161.fits.gz",
         "mrs": base / "med-58270-HIP95119KP01_sp12-076.fits.gz",
     }
     for path in files.values():
         if not path.exists():
-            pytest.fail(f"shared LAMOST test file missing: {path}")
+            pytest.fail(f"LAMOST test file missing from the repository: {path}")
     return files
 
 

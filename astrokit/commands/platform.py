@@ -100,7 +100,7 @@ def prepare(
     train_model
         Train the demo photo-z model when ``shared/models/photoz-small.pt`` is missing.
     examples
-        Directories of real spectra (e.g. ``../shared/data/lamost``) copied, with the real
+        Directories of real spectra (e.g. ``tests/data/lamost``) copied, with the real
         spectra that installed PyPI packages ship, into ``shared/examples``.
     """
     from astrokit.store import open_store

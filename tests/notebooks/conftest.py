@@ -4,8 +4,8 @@ The store is laid out exactly as ``astrokit platform prepare`` lays out the embe
 (``shared/survey`` with cutouts, spectra, catalogues and shards; ``shared/models``; ``users/``),
 only smaller, with shards of ~2 MB so that the survey spans several of them, and a ``tiny``
 photo-z model trained for one epoch (the notebooks need a working model, not a good one).
-Real LAMOST and SDSS spectra are copied into ``shared/examples`` (from ../shared/data and the
-installed test packages; never into the repo).
+Real LAMOST and SDSS spectra are copied into ``shared/examples`` (from tests/data/lamost and the
+installed test packages).
 
 The kernel gets the environment the hub's spawner would give a notebook server: the store
 URLs, the model URL, the number of workers and the scheduler address of a real
