@@ -1,7 +1,7 @@
 """Store browser benchmark: first page of a huge prefix, its memory, and selection to plot.
 
-Prints one JSON object. For ``file://`` and for an S3 server on loopback (moto's, in its own
-process so that its CPU time is not charged to the browser) it measures, on a prefix holding
+Prints one JSON object. For ``file://`` and for a real S3 server on loopback (SeaweedFS's
+``weed mini``, the tests' server, in its own process) it measures, on a prefix holding
 ``--objects`` objects:
 
 * ``first_page_s``: ``StoreBrowser(url)`` until the first page is listed and rendered;
@@ -27,9 +27,7 @@ import json
 import os
 import platform
 import shutil
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -38,48 +36,22 @@ from contextlib import contextmanager
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-LAMOST_LRS = (
-    REPO.parent / "shared" / "data" / "lamost" / "spec-57287-KP193637N444141V03_sp10-161.fits.gz"
-)
+if str(REPO / "tests") not in sys.path:
+    sys.path.insert(0, str(REPO / "tests"))
+from helpers.s3 import S3Identity, SeaweedS3  # noqa: E402  (the tests' S3 server launcher)
+
+LAMOST_LRS = REPO / "tests" / "data" / "lamost" / "spec-57287-KP193637N444141V03_sp10-161.fits.gz"
 BENCH_KEY, BENCH_SECRET = "bench-key", "bench-secret"
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @contextmanager
-def moto_server():
-    """moto's S3 server in a subprocess on 127.0.0.1; yields the endpoint URL."""
-    port = _free_port()
-    exe = Path(sys.executable).parent / "moto_server"
-    proc = subprocess.Popen(
-        [str(exe), "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    endpoint = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=1):
-                    break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("moto_server did not start") from None
-                time.sleep(0.1)
-        yield endpoint
-    finally:
-        # moto can take a while to exit holding 100k objects: never lose the numbers to it.
-        proc.terminate()
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(30)
+def s3_server():
+    """SeaweedFS's S3 server in its own process on 127.0.0.1; yields the endpoint URL."""
+    with (
+        tempfile.TemporaryDirectory(prefix="astrokit-browse-s3-") as tmp,
+        SeaweedS3(tmp, [S3Identity("bench", BENCH_KEY, BENCH_SECRET)]) as server,
+    ):
+        yield server.endpoint
 
 
 def _timed_peak(fn):
@@ -168,7 +140,7 @@ def bench_s3(n: int, page_size: int, repeats: int) -> dict:
 
     from astrokit.store import open_store
 
-    with moto_server() as endpoint:
+    with s3_server() as endpoint:
         options = {
             "key": BENCH_KEY,
             "secret": BENCH_SECRET,

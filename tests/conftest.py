@@ -12,6 +12,8 @@ import uuid
 from pathlib import Path
 
 import pytest
+from helpers.browser import launch_chromium
+from helpers.s3 import S3Identity, SeaweedS3
 
 REPO = Path(__file__).resolve().parent.parent
 #: Real LAMOST spectra committed with the tests (MIT, laspec; see the README there).
@@ -67,30 +69,43 @@ def real_spectra_dir(tmp_path_factory) -> Path:
     return out
 
 
+#: Users of the test S3 server: the suite's own (full rights) and two that may do one thing
+#: each, for the widgets' "permission denied" tests (tests/widgets/test_browser_permissions.py).
+S3_IDENTITIES = {
+    "admin": S3Identity("astrokit-test", S3_TEST_CREDENTIALS["key"], S3_TEST_CREDENTIALS["secret"]),
+    "get_only": S3Identity("get-only", "astrokit-get-only", "get-only-secret", ("Read",)),
+    "list_only": S3Identity("list-only", "astrokit-list-only", "list-only-secret", ("List",)),
+    # a recognisable secret, to show that none leaks into reprs or logs
+    "redaction": S3Identity("redaction", "astrokit-redaction", "sUp3r-s3cret-VALUE"),
+}
+
+
 @pytest.fixture(scope="session")
-def s3_server():
-    """A real S3-protocol server (moto's) on 127.0.0.1, as s3fs's own test-suite uses.
+def s3_server(tmp_path_factory):
+    """A real S3 server (SeaweedFS's ``weed mini``) on 127.0.0.1, for the whole session.
 
-    Yields the endpoint URL. Credentials are fixed test values; moto accepts any.
+    Yields the endpoint URL. It enforces the keys of :data:`S3_IDENTITIES`; the suite's own
+    pair is also exported as ``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY`` meanwhile.
     """
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    port = server._server.server_port  # port 0: the OS picked a free one
-    endpoint = f"http://127.0.0.1:{port}"
+    server = SeaweedS3(tmp_path_factory.mktemp("s3-server"), list(S3_IDENTITIES.values()))
     old = {k: os.environ.get(k) for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")}
-    os.environ["AWS_ACCESS_KEY_ID"] = S3_TEST_CREDENTIALS["key"]
-    os.environ["AWS_SECRET_ACCESS_KEY"] = S3_TEST_CREDENTIALS["secret"]
-    try:
-        yield endpoint
-    finally:
-        server.stop()
-        for k, v in old.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+    with server:
+        os.environ["AWS_ACCESS_KEY_ID"] = S3_TEST_CREDENTIALS["key"]
+        os.environ["AWS_SECRET_ACCESS_KEY"] = S3_TEST_CREDENTIALS["secret"]
+        try:
+            yield server.endpoint
+        finally:
+            for k, v in old.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
+
+
+@pytest.fixture
+def s3_identities(s3_server) -> dict[str, S3Identity]:
+    """The users the loopback S3 server accepts, by role (see :data:`S3_IDENTITIES`)."""
+    return dict(S3_IDENTITIES)
 
 
 @pytest.fixture
@@ -119,6 +134,16 @@ def make_bucket(s3_server, s3_store_options):
         return f"s3://{name}"
 
     yield _make
+
+
+@pytest.fixture(scope="module")
+def chromium():
+    """Headless chromium through Playwright (:mod:`helpers.browser`), one per test module.
+
+    Skipped without chromium on a developer's machine; a failure with ``CI=true``.
+    """
+    with launch_chromium() as browser:
+        yield browser
 
 
 @pytest.fixture

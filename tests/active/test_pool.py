@@ -106,7 +106,6 @@ def test_a_pool_in_s3(s3_store_options, make_bucket):
 
 
 def test_pool_from_real_spectrum_files_skips_bad_ones(tmp_path, real_spectra_dir, lamost_files):
-    pytest.importorskip("astrokit.formats", reason="spectrum readers not in this checkout yet")
     from astrokit.active.pool import build_pool_from_spectra
 
     (tmp_path / "junk.fits").write_bytes(b"SIMPLE  = T" + b" " * 100)

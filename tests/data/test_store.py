@@ -1,7 +1,8 @@
-"""The object store, run against file:// and a real S3 server on loopback (moto)."""
+"""The object store, run against file:// and a real S3 server on loopback (SeaweedFS)."""
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import tracemalloc
@@ -71,7 +72,7 @@ def test_atomic_open_failure_leaves_nothing(any_store):
     assert any_store.read_bytes(url) == b"text ok"
 
 
-# S3's minimum part size. s3fs's own default part is 50 MiB, slow on moto: the tests lower its
+# S3's minimum part size. s3fs's own default part is 50 MiB, slow in a test: the tests lower its
 # block size to this (``default_block_size`` is what S3FileSystem.open uses) so that 6 MiB
 # already spans two parts.
 MIN_PART = 5 * 1024 * 1024
@@ -129,8 +130,9 @@ def test_anonymous_read_of_a_public_bucket(make_bucket, s3_store_options, s3_ser
                                            monkeypatch):  # fmt: skip
     """ASTROKIT_S3_ANON=1 (what the spawner sets for a public bucket): unsigned requests.
 
-    moto does not enforce access control here, so the test proves the anonymous code path
-    end to end (no credentials anywhere, requests sent unsigned), not a refusal of signed ones.
+    The server refuses unsigned reads until the bucket is made public, so the test shows both
+    the refusal and the anonymous code path end to end (no credentials anywhere, every request
+    sent unsigned).
     """
     bucket = make_bucket()
     # seeded as the platform seeds shared/ (its tools alone may write there)
@@ -156,13 +158,20 @@ def test_anonymous_read_of_a_public_bucket(make_bucket, s3_store_options, s3_ser
     # objects are private until the bucket is made public: an unsigned read is refused
     with pytest.raises(StorePermissionError, match=r"b\.fits: permission denied"):
         store.read_bytes(store.join("shared/spectra/b.fits"))
-    # Publish them as a public dataset's uploader does (``--acl public-read``). (A bucket
-    # policy would be the other way, but moto authorises HEAD as a non-AWS "s3:HeadObject"
-    # action that a real policy cannot name.)
-    for name in ("a.fits", "b.fits"):
-        writer.fs.call_s3(
-            "put_object_acl", Bucket=bucket[5:], Key=f"shared/spectra/{name}", ACL="public-read"
-        )
+    # Publish the bucket as a public dataset is published: a bucket policy letting anyone
+    # list it and read its objects.
+    public = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Principal": "*",
+                "Action": ["s3:GetObject", "s3:ListBucket"],
+                "Resource": [f"arn:aws:s3:::{bucket[5:]}", f"arn:aws:s3:::{bucket[5:]}/*"],
+            }
+        ],
+    }
+    writer.fs.call_s3("put_bucket_policy", Bucket=bucket[5:], Policy=json.dumps(public))
     page = store.list_page(store.join("shared/spectra"))
     assert [(e.name, e.size) for e in page.entries] == [("a.fits", 11), ("b.fits", 11)]
     assert store.read_bytes(store.join("shared/spectra/b.fits")) == b"SIMPLE  = F"
@@ -243,18 +252,19 @@ def test_env_configuration(monkeypatch, tmp_path):
 
 
 @pytest.mark.s3
-def test_secrets_never_in_repr_or_logs(make_bucket, s3_server, caplog, monkeypatch):
-    secret = "sUp3r-s3cret-VALUE"
+def test_secrets_never_in_repr_or_logs(make_bucket, s3_server, s3_identities, caplog,
+                                      monkeypatch):  # fmt: skip
+    user = s3_identities["redaction"]
     monkeypatch.setenv("ASTROKIT_S3_ENDPOINT", s3_server)
     caplog.set_level(logging.DEBUG, logger="astrokit")
     bucket = make_bucket()
-    store = open_store(bucket, storage_options={"key": "astrokit-test", "secret": secret})
+    store = open_store(bucket, storage_options={"key": user.key, "secret": user.secret})
     store.write_bytes(store.join("users/x/a.bin"), b"a")
     store.list_page(store.join("users/x"))
     assert s3_server in repr(store)
     for text in (repr(store), str(store), caplog.text):
-        assert secret not in text
-        assert "astrokit-test" not in text
+        assert user.secret not in text
+        assert user.key not in text
 
 
 @pytest.mark.s3

@@ -13,11 +13,11 @@ import json
 import re
 import shutil
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import psutil
 import pytest
+from helpers.polling import wait_until
 from playwright.sync_api import Error as PlaywrightError
 
 pytestmark = pytest.mark.browser
@@ -43,18 +43,6 @@ new MutationObserver((records) => {
   }
 }).observe(document, { childList: true, subtree: true });
 """
-
-
-def wait_until(check: Callable[[], object], timeout: float, what: str, interval: float = 0.25):
-    """Poll ``check`` until it returns something truthy; fail naming ``what`` after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
-        time.sleep(interval)
 
 
 class Shots:
@@ -140,9 +128,9 @@ def provision_home(home: Path) -> None:
     shutil.copy(QUICKSTART, home / QUICKSTART.name)
 
 
-def test_user_journey(seeded_hub, browser, artifacts_dir):
+def test_user_journey(chromium, seeded_hub, artifacts_dir):
     shot = Shots(artifacts_dir)
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    context = chromium.new_context(viewport={"width": 1280, "height": 900})
     context.set_default_timeout(30_000)
     try:
         journey(seeded_hub, context, shot)
@@ -165,10 +153,10 @@ def journey(hub, context, shot: Shots) -> None:
     home = hub.run_dir / "home" / USER  # the spawner's default home_dir_template
     provision_home(home)
 
-    # 1. Log in with the shared password.
+    # 1. Log in with the user's own password.
     page.goto(f"{hub.url}/hub/login")
     page.fill("#username_input", USER)
-    page.fill("#password_input", hub.password)
+    page.fill("#password_input", hub.password_for(USER))
     shot(page, "login")
     page.click("#login_submit")
 

@@ -21,14 +21,15 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import secrets
 import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
-import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,8 @@ from urllib.parse import quote
 
 import psutil
 import requests
+
+from helpers.polling import poll
 
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY_CONFIG = REPO / "deploy" / "local" / "jupyterhub_config.py"
@@ -77,16 +80,6 @@ def find_chp() -> str:
     )
 
 
-def _deadline_loop(timeout: float, interval: float = 0.1):
-    """Yield until ``timeout`` seconds passed, sleeping ``interval`` between iterations."""
-    end = time.monotonic() + timeout
-    while True:
-        yield
-        if time.monotonic() > end:
-            return
-        time.sleep(interval)
-
-
 class HubProcess:
     """A running JupyterHub with AstroKit's spawner, for tests.
 
@@ -110,8 +103,10 @@ class HubProcess:
         Public URL of the hub (through the proxy), e.g. ``http://127.0.0.1:PORT``.
     admin_token
         An API token with the admin role (a service's token).
-    password
-        The shared password for browser logins of non-admin users.
+    passwords
+        Each user's password, for browser logins (``password_for(user)``).
+    account_prefix
+        Prefix of the system accounts this hub's users run as (when the tests run as root).
     run_dir, store_url, log_path
         Where state, the file:// store and the hub's log are.
     """
@@ -127,7 +122,11 @@ class HubProcess:
     ) -> None:
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
-        self.run_dir = self.workdir / "run"
+        # The run dir holds the users' homes and store: it must be reachable by their
+        # accounts, which pytest's own 0700 temporary root is not.
+        self._run_parent = Path(tempfile.mkdtemp(prefix="astrokit-hub-"))
+        self._run_parent.chmod(0o711)
+        self.run_dir = self._run_parent / "run"
         self.store_url = f"file://{self.run_dir / 'store'}"
         self.users = list(users)
         self.config_overrides = config_overrides
@@ -138,7 +137,12 @@ class HubProcess:
         self.proxy_api_port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.admin_token = secrets.token_hex(16)
-        self.password = "astrokit-" + secrets.token_hex(6)
+        # Every user has a password of their own (the hub's NativeAuthenticator), created at
+        # hub start from root-only files, as `make run` does for the admin.
+        self.passwords = {user: "pw-" + secrets.token_hex(8) for user in self.users}
+        # Accounts the hub creates (when root) carry a prefix of this hub alone, and
+        # close() removes them.
+        self.account_prefix = f"akt{secrets.token_hex(2)}-"
         self.log_path = self.workdir / "hub.log"
         self.config_path = self.workdir / "jupyterhub_config.py"
         self.proc: subprocess.Popen | None = None
@@ -156,13 +160,52 @@ c.JupyterHub.port = {self.port}
 c.JupyterHub.hub_port = {self.hub_port}
 c.ConfigurableHTTPProxy.api_url = "http://127.0.0.1:{self.proxy_api_port}"
 c.ConfigurableHTTPProxy.command = [{find_chp()!r}]
-c.SharedPasswordAuthenticator.user_password = {self.password!r}
+c.AstroKitAuthenticator.password_files.update({self._password_files()!r})
+c.AstroKitSpawner.system_user_prefix = {self.account_prefix!r}
 c.JupyterHub.services.append({{"name": "astrokit-test-admin", "api_token": {self.admin_token!r}}})
 c.JupyterHub.load_roles.append({{"name": "admin", "services": ["astrokit-test-admin"]}})
 c.AstroKitSpawner.cluster_idle_timeout = 0  # tests count workers; idle release has its own test
 {self.config_overrides}
 """
         )
+
+    def _password_files(self) -> dict[str, str]:
+        folder = self.workdir / "passwords"
+        folder.mkdir(mode=0o700, exist_ok=True)
+        files = {}
+        for user, password in self.passwords.items():
+            path = folder / user
+            path.write_text(password)
+            path.chmod(0o600)
+            files[user] = str(path)
+        return files
+
+    def password_for(self, user: str) -> str:
+        """The password ``user`` logs in with."""
+        return self.passwords[user]
+
+    def login(self, user: str, password: str | None = None) -> requests.Session:
+        """Log in through the hub's login page like a browser; return the session.
+
+        Raises
+        ------
+        HubError
+            If the hub does not accept the password (the page is shown again).
+        """
+        session = requests.Session()
+        page = session.get(f"{self.url}/hub/login", timeout=30)
+        match = re.search(r'name="_xsrf" value="([^"]+)"', page.text)
+        data = {"username": user, "password": password or self.password_for(user)}
+        if match:
+            data["_xsrf"] = match.group(1)
+        r = session.post(f"{self.url}/hub/login", data=data, allow_redirects=False, timeout=30)
+        if r.status_code != 302:
+            raise HubError(f"login of {user} refused ({r.status_code})")
+        return session
+
+    def account(self, user: str) -> str:
+        """The system account ``user``'s servers run as (when the hub is root)."""
+        return f"{self.account_prefix}{user}"
 
     def start(self) -> HubProcess:
         """Start the hub and wait until its API answers; create the configured users."""
@@ -183,7 +226,7 @@ c.AstroKitSpawner.cluster_idle_timeout = 0  # tests count workers; idle release 
                 stderr=log,
                 start_new_session=True,
             )
-        for _ in _deadline_loop(self.startup_timeout):
+        for _ in poll(self.startup_timeout):
             if self.proc.poll() is not None:
                 raise HubError(f"hub exited with {self.proc.returncode}:\n{self.log_tail()}")
             try:
@@ -229,6 +272,21 @@ c.AstroKitSpawner.cluster_idle_timeout = 0  # tests count workers; idle release 
         for proc in self.leftover_processes():
             with contextlib.suppress(psutil.NoSuchProcess):
                 proc.kill()
+        self.remove_accounts()
+        shutil.rmtree(self._run_parent, ignore_errors=True)
+
+    def remove_accounts(self) -> None:
+        """Delete the system accounts this hub created (its prefix alone); homes go too."""
+        import pwd
+
+        for entry in pwd.getpwall():
+            if entry.pw_name.startswith(self.account_prefix):
+                for proc in psutil.process_iter(["uids"]):
+                    with contextlib.suppress(psutil.Error):
+                        if proc.info["uids"] and proc.info["uids"].real == entry.pw_uid:
+                            proc.kill()
+                subprocess.run(["userdel", entry.pw_name], check=False, capture_output=True)
+                subprocess.run(["groupdel", entry.pw_name], check=False, capture_output=True)
 
     def __enter__(self) -> HubProcess:
         return self.start()
@@ -371,7 +429,7 @@ c.AstroKitSpawner.cluster_idle_timeout = 0  # tests count workers; idle release 
         poster.start()
         events: list[dict[str, Any]] = []
         path = self._server_path(user, server_name) + "/progress"
-        for _ in _deadline_loop(timeout, 0.05):
+        for _ in poll(timeout, 0.05):
             with self.api("GET", path, stream=True, timeout=timeout) as r:
                 if r.status_code == 200:
                     for line in r.iter_lines(decode_unicode=True):
@@ -401,7 +459,7 @@ c.AstroKitSpawner.cluster_idle_timeout = 0  # tests count workers; idle release 
         self, user: str, server_name: str = "", *, timeout: float = 180.0
     ) -> dict[str, Any]:
         """Wait until the server is ready; raise :class:`SpawnFailed` if it fails."""
-        for _ in _deadline_loop(timeout, 0.1):
+        for _ in poll(timeout, 0.1):
             model = self.server(user, server_name)
             if model is None:
                 raise SpawnFailed(500, self._failure_message(user, server_name))
@@ -414,7 +472,7 @@ c.AstroKitSpawner.cluster_idle_timeout = 0  # tests count workers; idle release 
         r = self.api("DELETE", self._server_path(user, server_name))
         if r.status_code not in (202, 204, 400, 404):
             raise HubError(f"stopping {user}/{server_name}: {r.status_code} {r.text}")
-        for _ in _deadline_loop(timeout, 0.1):
+        for _ in poll(timeout, 0.1):
             if self.server(user, server_name) is None:
                 return
         raise HubError(f"server {user}/{server_name} did not stop within {timeout} s")

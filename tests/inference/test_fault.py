@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import os
 import threading
-import time
 
 import numpy as np
 import pytest
 import torch
+from helpers.polling import wait_until
 
 
 @pytest.fixture
@@ -71,17 +71,17 @@ def test_killing_a_worker_mid_run_loses_nothing(
     try:
         thread = threading.Thread(target=run, daemon=True)
         thread.start()
+
         # wait until the run is under way: some partitions written, others running
-        deadline = time.monotonic() + 120
-        victim = None
-        while time.monotonic() < deadline and thread.is_alive():
+        def running_worker() -> str | None:
+            """A worker with tasks in hand once two partitions are written (None before)."""
+            if not thread.is_alive():
+                raise AssertionError(f"the run ended before a worker was killed: {outcome}")
             done = len(list(out.glob("pred-*.parquet"))) if out.exists() else 0
             busy = [addr for addr, keys in client.processing().items() if keys]
-            if done >= 2 and busy:
-                victim = busy[0]
-                break
-            time.sleep(0.05)
-        assert victim is not None, "the run never reached the point where a worker is killed"
+            return busy[0] if done >= 2 and busy else None
+
+        victim = wait_until(running_worker, 120, "a run with partitions written and tasks", 0.05)
         pid = client.run(os.getpid, workers=[victim])[victim]
         os.kill(pid, 9)  # SIGKILL: no cleanup, as when the OOM killer or a node takes it
         thread.join(timeout=300)

@@ -7,9 +7,10 @@ KubeSpawner's real code (reflectors, watches, retries) runs unmodified over HTTP
 from __future__ import annotations
 
 import asyncio
-import time
+import functools
 
 import pytest
+from helpers.polling import wait_until_async
 from jupyterhub.spawner import SpawnException
 from k8s_fake_api import DASK
 from k8s_helpers import IMAGE, make_spawner, start_server
@@ -21,19 +22,8 @@ NETPOL = ("apis/networking.k8s.io/v1", "networkpolicies")
 ROLES = ("apis/rbac.authorization.k8s.io/v1", "roles")
 SERVICE_ACCOUNTS = ("api/v1", "serviceaccounts")
 
-
-async def eventually(check, *, timeout=10.0, what="condition"):
-    """Poll ``check`` (sync or async) until truthy, failing after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if asyncio.iscoroutine(value):
-            value = await value
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout}s waiting for {what}")
-        await asyncio.sleep(0.05)
+#: The fake API server acts within milliseconds: ten seconds is a generous deadline.
+eventually = functools.partial(wait_until_async, timeout=10.0)
 
 
 def exists(kube, resource, namespace, name):

@@ -9,7 +9,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 import uuid
 from dataclasses import replace
 from pathlib import Path
@@ -20,18 +19,9 @@ from astrokit_spawner.cluster_manager import ClusterSpec, adaptive_timing, read_
 from astrokit_spawner.processes import ProcessRef, tagged_processes, terminate_server
 from astrokit_spawner.tls import make_credentials
 from distributed import Client
+from helpers.polling import wait_until
 
 from astrokit.connect import ConnectError, connect
-
-
-def _wait(predicate, timeout: float, what: str, interval: float = 0.05):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 class Manager:
@@ -85,7 +75,7 @@ class Manager:
                 )
             return None
 
-        return _wait(check, timeout, f"state {states}")
+        return wait_until(check, timeout, f"state {states}")
 
     @property
     def address(self) -> str:
@@ -217,11 +207,11 @@ def test_idle_cluster_releases_workers_and_connect_wakes_it(tmp_path, monkeypatc
     m = Manager(tmp_path, idle_timeout=2.0, idle_minimum=0)
     try:
         m.wait_state("ready")
-        _wait(lambda: m.status().get("workers") == 0, 90, "idle workers to be released")
+        wait_until(lambda: m.status().get("workers") == 0, 90, "idle workers to be released")
         # A bare client's work scales the cluster up again on its own (adaptive).
         with Client(m.address, security=m.creds.security("client"), timeout="20s") as bare:
             assert bare.submit(len, [1, 2, 3]).result(timeout=60) == 3
-        _wait(lambda: m.status().get("workers") == 0, 90, "workers to be released again")
+        wait_until(lambda: m.status().get("workers") == 0, 90, "workers to be released again")
         for key, value in m.client_env().items():
             monkeypatch.setenv(key, value)
         with connect(timeout=60) as client:
@@ -243,7 +233,7 @@ def test_manager_exits_when_its_notebook_dies(tmp_path):
         notebook.wait()
         assert m.proc.wait(60) == 0
         assert m.status()["state"] == "stopped"
-        _wait(lambda: not tagged_processes(m.server_id), 15, "workers to exit")
+        wait_until(lambda: not tagged_processes(m.server_id), 15, "workers to exit")
     finally:
         notebook.kill()
         m.close()
@@ -291,6 +281,6 @@ def test_manager_exits_when_its_scheduler_closes(tmp_path):
         assert m.proc.wait(60) == 1
         status = m.status()
         assert status["state"] == "failed" and status["error"].startswith("scheduler ")
-        _wait(lambda: not tagged_processes(m.server_id), 30, "workers to exit")
+        wait_until(lambda: not tagged_processes(m.server_id), 30, "workers to exit")
     finally:
         m.close()

@@ -29,6 +29,7 @@ from astrokit_spawner.processes import ProcessRef
 from distributed import Client, Security
 from distributed.comm.core import FatalCommClosedError
 from helpers.hub import HubProcess, SpawnFailed
+from helpers.polling import wait_until
 from tornado.httpclient import HTTPRequest
 from tornado.websocket import websocket_connect
 
@@ -56,16 +57,6 @@ print(json.dumps({
     "dashboard": client.dashboard_link,
 }))
 """
-
-
-def wait_until(predicate, timeout: float, what: str, interval: float = 0.1):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 def processes_of(server_id: str) -> list[psutil.Process]:
@@ -109,7 +100,9 @@ def run_as_notebook(env: dict[str, str], code: str = NOTEBOOK_CODE) -> dict:
 @pytest.fixture(scope="module")
 def hub(tmp_path_factory):
     hub = HubProcess(
-        tmp_path_factory.mktemp("hub"), users=["alice", "bob", "dave"], config_overrides=CONFIG
+        tmp_path_factory.mktemp("hub"),
+        users=["alice", "bob", "dave", "erin"],
+        config_overrides=CONFIG,
     )
     hub.start()
     hub.add_to_group("tiny", ["dave"])
@@ -224,20 +217,20 @@ async def _execute_in_kernel(hub: HubProcess, user: str, code: str) -> str:
         )
     )
     out: list[str] = []
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        raw = await asyncio.wait_for(conn.read_message(), timeout=120)
-        assert raw is not None, "kernel websocket closed"
-        msg = json.loads(raw)
-        if msg.get("parent_header", {}).get("msg_id") != msg_id:
-            continue
-        kind = msg["header"]["msg_type"]
-        if kind == "stream":
-            out.append(msg["content"]["text"])
-        elif kind == "error":
-            raise AssertionError("\n".join(msg["content"]["traceback"]))
-        elif kind == "execute_reply":
-            break
+    async with asyncio.timeout(120):  # the whole exchange, not each message
+        while True:
+            raw = await conn.read_message()
+            assert raw is not None, "kernel websocket closed"
+            msg = json.loads(raw)
+            if msg.get("parent_header", {}).get("msg_id") != msg_id:
+                continue
+            kind = msg["header"]["msg_type"]
+            if kind == "stream":
+                out.append(msg["content"]["text"])
+            elif kind == "error":
+                raise AssertionError("\n".join(msg["content"]["traceback"]))
+            elif kind == "execute_reply":
+                break
     conn.close()
     return "".join(out)
 
@@ -335,26 +328,8 @@ def test_per_user_cap_over_a_named_server(hub, running):
     assert "n_workers=4 is above your limit: at most 3 allowed" in info.value.message
 
 
-def _xsrf(page: str) -> str:
-    return re.search(r'name="_xsrf" value="([^"]+)"', page).group(1)
-
-
-def _browser_login(hub: HubProcess, user: str) -> requests.Session:
-    """Log in through the hub's login page like a browser."""
-    session = requests.Session()
-    page = session.get(f"{hub.url}/hub/login", timeout=30)
-    r = session.post(
-        f"{hub.url}/hub/login",
-        data={"username": user, "password": hub.password, "_xsrf": _xsrf(page.text)},
-        allow_redirects=False,
-        timeout=30,
-    )
-    assert r.status_code == 302, r.text[:500]
-    return session
-
-
 def test_options_form_through_the_hub(hub):
-    session = _browser_login(hub, "erin")
+    session = hub.login("erin")
     form = session.get(f"{hub.url}/hub/spawn/erin", timeout=30)
     assert form.status_code == 200
     # The form posts to its action URL, which carries the session's xsrf token.

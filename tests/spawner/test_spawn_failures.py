@@ -6,6 +6,7 @@ import time
 
 import pytest
 from helpers.hub import HubProcess, SpawnFailed
+from helpers.polling import wait_until
 
 # A pre_spawn_hook breaks one part of the start for one user each.
 CONFIG = """
@@ -41,9 +42,6 @@ def test_failed_part_is_reported_and_the_rest_ended(hub, user, message):
     assert message in info.value.message
     assert time.monotonic() - start < 60  # reported, not left to the 120 s start timeout
     assert hub.server(user) is None
-    deadline = time.monotonic() + 15
-    while hub.leftover_processes():
-        assert time.monotonic() < deadline, hub.leftover_processes()
-        time.sleep(0.2)
+    wait_until(lambda: not hub.leftover_processes(), 15, "the failed server's processes to end")
     servers = hub.run_dir / "servers"
     assert not servers.exists() or not any(servers.iterdir())  # credentials removed

@@ -2,30 +2,13 @@
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
-
-REPO = Path(__file__).resolve().parents[2]
+from helpers.benchmarks import run_benchmark
 
 
 @pytest.mark.s3
 def test_browse_benchmark_quick():
-    env = dict(os.environ, MPLBACKEND="Agg")
-    proc = subprocess.run(
-        [sys.executable, str(REPO / "benchmarks" / "browse.py"), "--quick", "--objects", "600"],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=env,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    result = json.loads(proc.stdout)
+    result = run_benchmark("browse", "--quick", "--objects", "600")  # it sets MPLBACKEND=Agg
     for backend in ("file", "s3"):
         numbers = result[backend]
         assert numbers["objects"] == 600

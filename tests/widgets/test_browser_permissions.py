@@ -1,16 +1,15 @@
 """A "permission denied" in the StoreBrowser, from real refusals: EACCES and S3 AccessDenied.
 
 Tests run as root, which the kernel lets read a mode-000 directory and which an S3 server
-without access control never refuses, so neither ``chmod 000`` nor the shared moto server
+granting full rights never refuses, so neither ``chmod 000`` nor an all-powerful S3 user
 can produce the error. Two real refusals are used instead:
 
 * **file://**: the browser runs in a subprocess without CAP_DAC_OVERRIDE and
   CAP_DAC_READ_SEARCH (``setpriv --bounding-set``), the capabilities by which root ignores
   mode bits; the kernel then answers EACCES as it would to any other user. (Run as a
   non-root user, no capabilities need dropping.)
-* **s3://**: a moto server in its own process with IAM enforcement switched on
-  (moto's ``/moto-api/reset-auth``; a process-wide setting, hence not the shared server),
-  and users whose policies allow only reading objects, or only listing.
+* **s3://**: the suite's real S3 server (SeaweedFS), which enforces what each identity of its
+  configuration may do: one user may only read objects, another may only list.
 """
 
 from __future__ import annotations
@@ -99,59 +98,21 @@ def test_local_permission_denied_is_a_sentence(tmp_path):
     assert out["kind"] == "fits" and out["selected"] == f"file://{secret}"
 
 
-@pytest.fixture(scope="module")
-def iam_s3():
-    """A moto S3+IAM server in its own process, enforcing IAM policies once seeded.
+@pytest.fixture
+def iam_s3(s3_server, s3_identities, make_bucket, s3_store_options):
+    """A bucket on the loopback S3 server and two users with one right each.
 
     Yields ``{"endpoint", "bucket", "get_only": (key, secret), "list_only": (key, secret)}``.
     """
-    import boto3
-    import requests
+    from astrokit.store import open_store
 
-    child = (
-        "import sys\n"
-        "from moto.server import ThreadedMotoServer\n"
-        "s = ThreadedMotoServer(ip_address='127.0.0.1', port=0, verbose=False)\n"
-        "s.start()\n"
-        "print(s._server.server_port, flush=True)\n"
-        "sys.stdin.read()\n"  # runs until the test closes our end of the pipe
-        "s.stop()\n"
-    )
-    proc = subprocess.Popen(
-        [sys.executable, "-c", child],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-    )  # fmt: skip
-    try:
-        endpoint = f"http://127.0.0.1:{int(proc.stdout.readline())}"
-        admin = {
-            "endpoint_url": endpoint, "region_name": "us-east-1",
-            "aws_access_key_id": "admin", "aws_secret_access_key": "admin",
-        }  # fmt: skip
-        s3, iam = boto3.client("s3", **admin), boto3.client("iam", **admin)
-        bucket = "astrokit-locked"
-        s3.create_bucket(Bucket=bucket)
-        for key in ("shared/spectra/a.fits", "shared/notes.txt"):
-            s3.put_object(Bucket=bucket, Key=key, Body=b"SIMPLE  =                    T")
-        users = {}
-        for user, actions in (("get_only", ["s3:GetObject"]), ("list_only", ["s3:ListBucket"])):
-            iam.create_user(UserName=user)
-            key = iam.create_access_key(UserName=user)["AccessKey"]
-            policy = {
-                "Version": "2012-10-17",
-                "Statement": [{"Effect": "Allow", "Action": actions, "Resource": "*"}],
-            }
-            iam.put_user_policy(UserName=user, PolicyName=user, PolicyDocument=json.dumps(policy))
-            users[user] = (key["AccessKeyId"], key["SecretAccessKey"])
-        # from now on every request is authenticated and checked against the IAM policies
-        requests.post(f"{endpoint}/moto-api/reset-auth", data=b"0", timeout=10).raise_for_status()
-        yield {"endpoint": endpoint, "bucket": bucket, **users}
-    finally:
-        proc.stdin.close()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    bucket = make_bucket("astrokit-locked")
+    admin = open_store(bucket, storage_options=s3_store_options, allow_shared_writes=True)
+    for key in ("shared/spectra/a.fits", "shared/notes.txt"):
+        admin.write_bytes(admin.join(key), b"SIMPLE  =                    T")
+    users = {role: (s3_identities[role].key, s3_identities[role].secret)
+             for role in ("get_only", "list_only")}  # fmt: skip
+    return {"endpoint": s3_server, "bucket": bucket.removeprefix("s3://"), **users}
 
 
 def _browser(iam_s3, user, monkeypatch, url):

@@ -11,40 +11,15 @@ screenshot is kept in test-artifacts/.
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
-import time
 from pathlib import Path
 
 import pytest
+from helpers.browser import page_sleep
+from helpers.polling import wait_until
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-
-NO_CHROMIUM = "Debian chromium not installed at /usr/bin/chromium"
-# In CI (.ci/run sets CI=true) a skip would hide that the browser test never ran: there the
-# test is not skipped, and _chromium_required fails it instead.
-IN_CI = os.environ.get("CI", "").lower() == "true"
-
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(not CHROMIUM.exists() and not IN_CI, reason=NO_CHROMIUM),
-]
-
-
-@pytest.fixture(autouse=True)
-def _chromium_required():
-    if not CHROMIUM.exists():
-        pytest.fail(f"{NO_CHROMIUM}; CI=true requires the browser tests", pytrace=False)
+pytestmark = pytest.mark.browser
 
 
 NOTEBOOK_CELLS = [
@@ -95,17 +70,19 @@ def _select_option(page, listing, text: str, timeout_s: float = 60.0, click: boo
 
     With ``click=False`` only wait until such an option is listed.
     """
-    deadline = time.monotonic() + timeout_s
-    while True:
-        labels = listing.locator("option").all_inner_texts()
-        matches = [i for i, label in enumerate(labels) if text in label]
-        if matches:
-            if click:
-                listing.select_option(index=matches[0])
-            return
-        if time.monotonic() > deadline:
-            raise AssertionError(f"no listing entry containing {text!r}; entries: {labels[:20]}")
-        page.wait_for_timeout(200)
+    seen: list[str] = []
+
+    def matching() -> list[int]:
+        seen[:] = listing.locator("option").all_inner_texts()
+        return [i for i, label in enumerate(seen) if text in label]
+
+    try:
+        matches = wait_until(matching, timeout_s, f"a listing entry containing {text!r}", 0.2,
+                             sleep=page_sleep(page))  # fmt: skip
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}; entries: {seen[:20]}") from None
+    if click:
+        listing.select_option(index=matches[0])
 
 
 def _start_kernel(page, console: list[str], timeout_s: float = 120.0) -> None:
@@ -115,34 +92,36 @@ def _start_kernel(page, console: list[str], timeout_s: float = 120.0) -> None:
     starts one: accept the proposed Python kernel. The kernel is connected once the page
     opened its websocket (logged to the console) and the indicator reads idle.
     """
-    deadline = time.monotonic() + timeout_s
     accept = page.locator(".jp-Dialog .jp-Dialog-button.jp-mod-accept")
     idle = page.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']")
-    while True:
+
+    def kernel_ready() -> bool:
         if accept.count():
             accept.first.click()
-        elif idle.count() and any("Starting WebSocket" in line for line in console):
-            return
-        if time.monotonic() > deadline:
-            raise AssertionError("the notebook's kernel did not start")
-        page.wait_for_timeout(250)
+            return False
+        return bool(idle.count()) and any("Starting WebSocket" in line for line in console)
+
+    wait_until(kernel_ready, timeout_s, "the notebook's kernel to start", 0.25,
+               sleep=page_sleep(page))  # fmt: skip
 
 
 def _run_all_cells(page, timeout_s: float = 180.0) -> None:
     """Run > Run All Cells, then wait until every prompt shows an execution count."""
     page.get_by_role("menuitem", name="Run", exact=True).click()
     page.click('li[data-command="runmenu:run-all"]')
-    deadline = time.monotonic() + timeout_s
-    while True:
+    prompts: list[str] = []
+
+    def all_ran() -> bool:
         failed = page.locator('[data-mime-type="application/vnd.jupyter.error"]')
         if failed.count():
             raise AssertionError(f"a notebook cell failed:\n{failed.first.inner_text()}")
-        prompts = page.locator(".jp-CodeCell .jp-InputPrompt").all_inner_texts()
-        if prompts and all(re.fullmatch(r"\[\d+\]:", p.strip()) for p in prompts):
-            return
-        if time.monotonic() > deadline:
-            raise AssertionError(f"cells did not finish running: prompts {prompts}")
-        page.wait_for_timeout(250)
+        prompts[:] = page.locator(".jp-CodeCell .jp-InputPrompt").all_inner_texts()
+        return bool(prompts) and all(re.fullmatch(r"\[\d+\]:", p.strip()) for p in prompts)
+
+    try:
+        wait_until(all_ran, timeout_s, "every cell to run", 0.25, sleep=page_sleep(page))
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}: prompts {prompts}") from None
 
 
 def _lab_settings(home: Path) -> None:
@@ -168,9 +147,8 @@ def hub(tmp_path):
         yield running
 
 
-def test_store_browser_opens_a_real_spectrum_in_jupyterlab(hub, lamost_files, artifacts_dir):
-    from playwright.sync_api import sync_playwright
-
+def test_store_browser_opens_a_real_spectrum_in_jupyterlab(chromium, hub, lamost_files,
+                                                            artifacts_dir):  # fmt: skip
     # Data first: a real LAMOST spectrum in the shared survey area of the hub's store.
     store_root = Path(hub.store_url.removeprefix("file://"))
     spectra = store_root / "shared" / "spectra"
@@ -185,63 +163,60 @@ def test_store_browser_opens_a_real_spectrum_in_jupyterlab(hub, lamost_files, ar
     hub.spawn("alice", {"profile": "small"}, timeout=240)
 
     console: list[str] = []
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        page = None
-        try:
-            page = browser.new_page(viewport={"width": 1400, "height": 1300})
-            page.on("console", lambda msg: console.append(f"{msg.type}: {msg.text}"))
-            page.set_default_timeout(60_000)
-            # Log in through the hub's own form (shared-password authenticator).
-            page.goto(f"{hub.url}/hub/login")
-            page.fill("input[name=username]", "alice")
-            page.fill("input[name=password]", hub.password)
-            page.click("input[type=submit], button[type=submit]")
-            page.wait_for_url("**/user/alice/**", timeout=120_000)
-            page.goto(f"{hub.url}/user/alice/lab/tree/browse.ipynb")
-            page.wait_for_selector(".jp-Notebook", timeout=120_000)
-            # JupyterLab may ask which kernel to use (its "Select Kernel" dialog): answer it,
-            # wait for the kernel, then Run > Run All Cells through the menu, as a person would.
-            _start_kernel(page, console)
-            _run_all_cells(page)
+    page = None
+    context = chromium.new_context(viewport={"width": 1400, "height": 1300})
+    try:
+        page = context.new_page()
+        page.on("console", lambda msg: console.append(f"{msg.type}: {msg.text}"))
+        page.set_default_timeout(60_000)
+        # Log in through the hub's own form (alice's own password).
+        page.goto(f"{hub.url}/hub/login")
+        page.fill("input[name=username]", "alice")
+        page.fill("input[name=password]", hub.password_for("alice"))
+        page.click("input[type=submit], button[type=submit]")
+        page.wait_for_url("**/user/alice/**", timeout=120_000)
+        page.goto(f"{hub.url}/user/alice/lab/tree/browse.ipynb")
+        page.wait_for_selector(".jp-Notebook", timeout=120_000)
+        # JupyterLab may ask which kernel to use (its "Select Kernel" dialog): answer it,
+        # wait for the kernel, then Run > Run All Cells through the menu, as a person would.
+        _start_kernel(page, console)
+        _run_all_cells(page)
 
-            widget = page.wait_for_selector(".astrokit-store-browser", timeout=120_000)
-            listing = page.locator(".astrokit-store-browser .astrokit-listing select")
-            listing.wait_for()
-            _select_option(page, listing, "spectra/")  # into shared/spectra
-            _select_option(page, listing, lrs.name, click=False)  # listed (not yet chosen)
-            widget.screenshot(path=str(artifacts_dir / "store-browser-listing.png"))
-            _select_option(page, listing, lrs.name)  # the real LAMOST file
+        widget = page.wait_for_selector(".astrokit-store-browser", timeout=120_000)
+        listing = page.locator(".astrokit-store-browser .astrokit-listing select")
+        listing.wait_for()
+        _select_option(page, listing, "spectra/")  # into shared/spectra
+        _select_option(page, listing, lrs.name, click=False)  # listed (not yet chosen)
+        widget.screenshot(path=str(artifacts_dir / "store-browser-listing.png"))
+        _select_option(page, listing, lrs.name)  # the real LAMOST file
 
-            # Either the viewer appears or the widget says what went wrong: fail fast on that.
-            page.wait_for_function(_VIEWER_OR_ERROR_JS, timeout=120_000)
-            errors = page.locator(".astrokit-store-browser .astrokit-error").all_inner_texts()
-            assert not any(text.strip() for text in errors), errors
-            viewer = page.wait_for_selector(".astrokit-store-browser .astrokit-spectrum-viewer")
-            canvas = page.wait_for_selector(
-                ".astrokit-spectrum-viewer .jupyter-matplotlib-figure canvas", timeout=120_000
-            )
-            # The figure image arrives over the comm after the first draw: wait until the
-            # canvas has a real size and the status line names the file.
-            page.wait_for_function(
-                "c => c.width > 200 && c.height > 100", arg=canvas, timeout=60_000
-            )
-            box = canvas.bounding_box()
-            assert box is not None and box["width"] > 200 and box["height"] > 100
-            assert viewer.is_visible() and widget.is_visible()
-            errors = page.locator(".astrokit-store-browser .astrokit-error").all_inner_texts()
-            assert not any(text.strip() for text in errors), errors
-            # the metadata pane opens on a click and shows the file's FITS header
-            page.locator(".astrokit-spectrum-viewer").get_by_text("Metadata and header").click()
-            header = page.wait_for_selector(".astrokit-spectrum-viewer .astrokit-header pre")
-            page.wait_for_function("e => e.innerText.includes('CLASS')", arg=header)
-            assert "LAMOST" in header.inner_text()
-            viewer.scroll_into_view_if_needed()
-            # painted: some pixel of the figure is dark (axes, tick labels, the spectrum)
-            page.wait_for_function(_PAINTED_JS, arg=canvas, timeout=60_000)
-            page.screenshot(path=str(artifacts_dir / "store-browser-spectrum.png"), full_page=True)
-        finally:
-            (artifacts_dir / "console.log").write_text("\n".join(console))
-            if page is not None:  # what the page looked like when it ended, pass or fail
-                page.screenshot(path=str(artifacts_dir / "last-state.png"), full_page=True)
-            browser.close()
+        # Either the viewer appears or the widget says what went wrong: fail fast on that.
+        page.wait_for_function(_VIEWER_OR_ERROR_JS, timeout=120_000)
+        errors = page.locator(".astrokit-store-browser .astrokit-error").all_inner_texts()
+        assert not any(text.strip() for text in errors), errors
+        viewer = page.wait_for_selector(".astrokit-store-browser .astrokit-spectrum-viewer")
+        canvas = page.wait_for_selector(
+            ".astrokit-spectrum-viewer .jupyter-matplotlib-figure canvas", timeout=120_000
+        )
+        # The figure image arrives over the comm after the first draw: wait until the
+        # canvas has a real size and the status line names the file.
+        page.wait_for_function("c => c.width > 200 && c.height > 100", arg=canvas, timeout=60_000)
+        box = canvas.bounding_box()
+        assert box is not None and box["width"] > 200 and box["height"] > 100
+        assert viewer.is_visible() and widget.is_visible()
+        errors = page.locator(".astrokit-store-browser .astrokit-error").all_inner_texts()
+        assert not any(text.strip() for text in errors), errors
+        # the metadata pane opens on a click and shows the file's FITS header
+        page.locator(".astrokit-spectrum-viewer").get_by_text("Metadata and header").click()
+        header = page.wait_for_selector(".astrokit-spectrum-viewer .astrokit-header pre")
+        page.wait_for_function("e => e.innerText.includes('CLASS')", arg=header)
+        assert "LAMOST" in header.inner_text()
+        viewer.scroll_into_view_if_needed()
+        # painted: some pixel of the figure is dark (axes, tick labels, the spectrum)
+        page.wait_for_function(_PAINTED_JS, arg=canvas, timeout=60_000)
+        page.screenshot(path=str(artifacts_dir / "store-browser-spectrum.png"), full_page=True)
+    finally:
+        (artifacts_dir / "console.log").write_text("\n".join(console))
+        if page is not None:  # what the page looked like when it ended, pass or fail
+            page.screenshot(path=str(artifacts_dir / "last-state.png"), full_page=True)
+        context.close()

@@ -148,7 +148,8 @@ def test_unreadable_and_unknown_files(local_browser):
 
 
 @pytest.mark.s3
-def test_header_preview_on_s3_reads_little_of_a_large_file(make_bucket, s3_store_options):
+def test_header_preview_on_s3_reads_little_of_a_large_file(make_bucket, s3_store_options,
+                                                            monkeypatch):  # fmt: skip
     """A 20 MB FITS image on S3: the header preview fetches kilobytes, not the object."""
     import io
 
@@ -175,7 +176,8 @@ def test_header_preview_on_s3_reads_little_of_a_large_file(make_bucket, s3_store
         handle.cache.fetcher = counting_fetch
         return handle
 
-    store.fs.open = spy
+    # the filesystem instance is cached and shared by stores with the same options: undo after
+    monkeypatch.setattr(store.fs, "open", spy)
     browser = StoreBrowser(store=store, preview=True)
     assert browser.select(f"{bucket}/big.fits") == "fits"  # an image: header only
     assert browser.header_view.header["NAXIS1"] == 2500
