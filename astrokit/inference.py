@@ -228,7 +228,7 @@ def _split(part: dict[str, Any], pieces: int) -> list[dict[str, Any]]:
     pieces = max(1, min(pieces, part["rows"]))
     if pieces == 1:
         return [part]
-    if part["kind"] == "shard":
+    if part["kind"] in ("shard", "catalogue"):  # row ranges (catalogue: astrokit.catalogue)
         bounds = np.linspace(part["start"], part["stop"], pieces + 1).round().astype(int)
         return [
             {**part, "start": int(a), "stop": int(b), "rows": int(b - a)}
@@ -268,6 +268,8 @@ def _expected_keys(part: dict[str, Any]) -> list[tuple[str, int]]:
     """The (source, row) identities a partition must produce."""
     if part["kind"] == "shard":
         return [(part["shard"]["name"], r) for r in range(part["start"], part["stop"])]
+    if part["kind"] == "catalogue":  # a row range of one catalogue file
+        return [(part["source"], r) for r in range(part["start"], part["stop"])]
     return [(u.rstrip("/").rsplit("/", 1)[-1], 0) for u in part["files"]]
 
 

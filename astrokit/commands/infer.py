@@ -35,7 +35,15 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
+    from astrokit.commands.catalogue_options import add_catalogue_arguments
+
+    add_catalogue_arguments(parser, training=False)
+
 def run(args: argparse.Namespace) -> int:
+    from astrokit.commands import catalogue_options
+
+    if catalogue_options.wants_catalogue(args):  # a catalogue: the photometry-only model
+        return catalogue_options.run_infer(args)
     from astrokit.inference import IncompleteResultError, InferenceError, infer
     from astrokit.models.astromae import ConfigError
     from astrokit.models.checkpoint import CheckpointError

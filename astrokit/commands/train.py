@@ -34,7 +34,15 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
 
 
+    from astrokit.commands.catalogue_options import add_catalogue_arguments
+
+    add_catalogue_arguments(parser, training=True)
+
 def run(args: argparse.Namespace) -> int:
+    from astrokit.commands import catalogue_options
+
+    if catalogue_options.wants_catalogue(args):  # a catalogue: the photometry-only model
+        return catalogue_options.run_train(args)
     from astrokit.models.astromae import ConfigError
     from astrokit.models.checkpoint import CheckpointError
     from astrokit.shards import ShardError
