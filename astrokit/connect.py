@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from astrokit import env as envnames
+from astrokit.errors import UserError
 
 if TYPE_CHECKING:
     import distributed
@@ -41,7 +42,7 @@ DEFAULT_TIMEOUT = 60.0
 WAKE_PLUGIN = "astrokit-wake"
 
 
-class ConnectError(RuntimeError):
+class ConnectError(UserError, RuntimeError):
     """No usable Dask cluster: unconfigured, credentials missing, unreachable, too few workers."""
 
 

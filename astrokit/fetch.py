@@ -29,6 +29,8 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from astrokit.errors import UserError
+
 log = logging.getLogger(__name__)
 
 DEFAULT_RELEASE = 17
@@ -38,7 +40,7 @@ SPEC_FIELDS = ["ra", "dec", "z", "class", "plate", "mjd", "fiberID", "run2d", "s
 PHOTO_FIELDS = ["run", "rerun", "camcol", "field"]
 
 
-class FetchError(Exception):
+class FetchError(UserError):
     """The query itself failed (network, service error, bad arguments)."""
 
 

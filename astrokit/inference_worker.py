@@ -27,6 +27,8 @@ from typing import Any
 
 import numpy as np
 
+from astrokit.errors import UserError
+
 log = logging.getLogger(__name__)
 
 __all__ = ["PRED_COLUMNS", "ModelChangedError", "partition_file", "predict_partition"]
@@ -52,7 +54,7 @@ _CACHE_LOCK = threading.Lock()
 _LOADS = {"count": 0}  # number of checkpoint loads in this process (for tests and logs)
 
 
-class ModelChangedError(RuntimeError):
+class ModelChangedError(UserError, RuntimeError):
     """The checkpoint's bytes changed after the run started (overwritten mid-run)."""
 
 

@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from astrokit.errors import UserError
 from astrokit.shards import (
     DEFAULT_PARTITION_MB,
     Manifest,
@@ -48,7 +49,7 @@ STATE_DIR = "_ingest"
 REPORT_NAME = "ingest_report.json"
 
 
-class IngestError(Exception):
+class IngestError(UserError):
     """The ingest could not run, or its row accounting does not add up."""
 
 

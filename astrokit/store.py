@@ -41,6 +41,7 @@ from urllib.parse import unquote, urlsplit
 import fsspec
 
 from astrokit import env
+from astrokit.errors import UserError
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +54,7 @@ DEFAULT_PAGE = 200
 _AFTER_ALL = "\U0010ffff"
 
 
-class StoreError(Exception):
+class StoreError(UserError):
     """Base class of object-store errors."""
 
 

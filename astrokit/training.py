@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from astrokit.errors import UserError
 from astrokit.metrics import photoz_metrics
 
 log = logging.getLogger(__name__)
@@ -46,7 +47,7 @@ DEMO_PRESET: dict[str, Any] = {
 }
 
 
-class TrainingError(RuntimeError):
+class TrainingError(UserError, RuntimeError):
     """Training cannot start or proceed (no usable rows, bad arguments...)."""
 
 

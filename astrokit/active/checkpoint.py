@@ -23,6 +23,7 @@ import logging
 import time
 from typing import Any
 
+from astrokit.errors import CheckpointError
 from astrokit.store import Store, StoreNotFound, resolve
 
 __all__ = ["CheckpointError", "LoopCheckpoint"]
@@ -31,10 +32,6 @@ log = logging.getLogger(__name__)
 
 STATE_FORMAT = "astrokit-al-loop"
 STATE_VERSION = 1
-
-
-class CheckpointError(RuntimeError):
-    """A loop's stored state is unreadable or belongs to a different experiment."""
 
 
 class LoopCheckpoint:

@@ -40,6 +40,7 @@ from astrokit.active.oracles import KnownLabelsOracle, OracleError, Query, as_or
 from astrokit.active.pool import Pool
 from astrokit.active.scoring import score_pool
 from astrokit.active.strategies import check_selection, get_strategy, random_indices
+from astrokit.errors import UserError
 from astrokit.store import Store
 
 __all__ = ["ActiveLearningLoop", "IterationRecord", "LoopConfigError", "StepResult"]
@@ -50,7 +51,7 @@ log = logging.getLogger(__name__)
 PHASES = ("query", "label", "train")
 
 
-class LoopConfigError(ValueError):
+class LoopConfigError(UserError, ValueError):
     """Loop arguments that are invalid or contradict the loop stored at the state URL."""
 
 

@@ -27,6 +27,8 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from astrokit.errors import UserError
+
 __all__ = [
     "ALModel",
     "ModelError",
@@ -39,7 +41,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 
-class ModelError(RuntimeError):
+class ModelError(UserError, RuntimeError):
     """A model cannot do what the loop asks (e.g. BALD on a model without stochastic passes)."""
 
 

@@ -27,6 +27,7 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 
 from astrokit.active.pool import Pool
+from astrokit.errors import UserError
 
 __all__ = [
     "CallableOracle",
@@ -41,7 +42,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 
-class OracleError(RuntimeError):
+class OracleError(UserError, RuntimeError):
     """An oracle cannot answer (unknown label, label not among the classes...)."""
 
 

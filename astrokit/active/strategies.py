@@ -41,6 +41,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from astrokit.errors import UserError
+
 __all__ = [
     "SELECTIONS",
     "STRATEGIES",
@@ -63,7 +65,7 @@ __all__ = [
 _EPS = 1e-12
 
 
-class UnknownStrategyError(ValueError):
+class UnknownStrategyError(UserError, ValueError):
     """A strategy name that is not one of :data:`STRATEGIES`."""
 
 

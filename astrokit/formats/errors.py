@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from astrokit.errors import UserError
 
-class FormatError(Exception):
+
+class FormatError(UserError):
     """Base class: the file could not be read as the expected format.
 
     Attributes

@@ -29,6 +29,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from astrokit.errors import UserError
+
 __all__ = [
     "CONFIGS",
     "AstroMAE",
@@ -40,7 +42,7 @@ __all__ = [
 ]
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError, ValueError):
     """A model configuration is unknown or inconsistent."""
 
 

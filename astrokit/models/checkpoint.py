@@ -24,6 +24,7 @@ from typing import Any
 
 import torch
 
+from astrokit.errors import CheckpointError
 from astrokit.models.astromae import AstroMAE, AstroMAEConfig, ConfigError, get_config
 
 log = logging.getLogger(__name__)
@@ -42,10 +43,6 @@ __all__ = [
 FORMAT_VERSION = 1
 #: Environment variable that overrides automatic device selection (``cpu``, ``cuda:1``...).
 DEVICE_ENV = "ASTROKIT_DEVICE"
-
-
-class CheckpointError(Exception):
-    """Base class of checkpoint errors."""
 
 
 class CheckpointFormatError(CheckpointError):

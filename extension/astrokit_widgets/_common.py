@@ -11,6 +11,15 @@ from typing import Any
 
 import ipywidgets as w
 
+from astrokit.formats.errors import FormatError
+from astrokit.store import (
+    ReadOnlyAreaError,
+    StoreCredentialsError,
+    StoreError,
+    StoreNotFound,
+    StorePermissionError,
+)
+
 log = logging.getLogger(__name__)
 
 #: One stylesheet for all AstroKit widgets, injected once per widget tree via an HTML child.
@@ -78,7 +87,18 @@ def user_message(exc: BaseException, *, action: str, secrets: tuple[str, ...] = 
     return scrub(f"{kind} while {action}: {detail}", secrets)
 
 
+#: The headline of a store failure, by class: the first match wins, most specific first.
+_STORE_HEADLINES: tuple[tuple[type[BaseException] | tuple[type[BaseException], ...], str], ...] = (
+    (StoreCredentialsError, "No valid credentials"),
+    (ReadOnlyAreaError, "Read-only area"),
+    ((StorePermissionError, PermissionError), "Permission denied"),
+    ((StoreNotFound, FileNotFoundError), "Not found"),
+    (StoreError, "Store error"),
+)
+
+
 def _describe(exc: BaseException) -> str:
+    """The headline for ``exc``, chosen by its class (and the classes of what it wraps)."""
     # A reader may wrap a store failure (a missing file, refused credentials) in its own
     # error; the reader's message is kept, but the headline says what really happened.
     chain = []
@@ -87,28 +107,24 @@ def _describe(exc: BaseException) -> str:
         chain.append(current)
         current = current.__cause__
     for item in chain:
-        kind = _describe_store(item)
-        if kind:
-            return kind
-    names = {cls.__name__ for cls in type(exc).__mro__}
-    if "FormatError" in names:
+        if isinstance(item, _no_credentials_errors()):  # s3fs can let botocore's through
+            return "No valid credentials"
+        for classes, headline in _STORE_HEADLINES:
+            if isinstance(item, classes):
+                return headline
+    if isinstance(exc, FormatError):
         return "Unreadable file"
+    # Anything else, ours (a UserError, whose message is written for the reader) or not,
+    # keeps its class name so that the reader can search for it.
     return f"Error ({type(exc).__name__})"
 
 
-def _describe_store(exc: BaseException) -> str | None:
-    names = {cls.__name__ for cls in type(exc).__mro__}
-    if "StoreCredentialsError" in names or "NoCredentialsError" in names:
-        return "No valid credentials"
-    if "ReadOnlyAreaError" in names:
-        return "Read-only area"
-    if "StorePermissionError" in names or isinstance(exc, PermissionError):
-        return "Permission denied"
-    if "StoreNotFound" in names or isinstance(exc, FileNotFoundError):
-        return "Not found"
-    if "StoreError" in names:
-        return "Store error"
-    return None
+def _no_credentials_errors() -> tuple[type[BaseException], ...]:
+    try:  # botocore comes with s3fs; a file://-only installation has no S3 errors to meet
+        from botocore.exceptions import NoCredentialsError
+    except ImportError:
+        return ()
+    return (NoCredentialsError,)
 
 
 def error_html(message: str) -> str:

@@ -36,6 +36,8 @@ import ipywidgets as w
 import numpy as np
 import traitlets as t
 
+from ._common import user_message
+
 log = logging.getLogger(__name__)
 
 __all__ = ["LabellingWidget"]
@@ -211,9 +213,9 @@ class LabellingWidget(w.VBox):
         try:
             self.error = ""
             action(*args)
-        except Exception as exc:
+        except Exception as exc:  # a sentence in the widget (traceback to the log)
             log.exception("labelling action failed")
-            self.error = f"{type(exc).__name__}: {exc}"
+            self.error = user_message(exc, action="labelling")
             self.status = "error" if not self.loop.awaiting_labels else "awaiting_labels"
 
     def _after_answer(self) -> None:
