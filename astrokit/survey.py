@@ -26,6 +26,9 @@ How the galaxies are made
 
 How the spectra are made
 ------------------------
+By the project's one spectrum generator (:mod:`astrokit.synthetic_spectra`) with the survey's
+recipe, :data:`SURVEY_CLASSES`; lines sit at their **vacuum** wavelengths
+(:mod:`astrokit.lines`), as in SDSS/DESI/LAMOST spectra and the spectrum viewer's markers.
 Log-uniform wavelength grid 3700-9000 A (3000 pixels) unless ``wave`` is given. Classes:
 ``emission`` (~15%: blue continuum + [OII], Hbeta, [OIII], [NII], Halpha), ``absorption``
 (~45%: red continuum, 4000 A break, Ca H&K, G band, Mg b, Na D), ``broadline`` (~15%: QSO
@@ -52,6 +55,9 @@ from typing import Any
 
 import numpy as np
 
+from astrokit.lines import air_to_vacuum
+from astrokit.synthetic_spectra import Continuum, SpectrumClass, feature, generate_spectra
+
 log = logging.getLogger(__name__)
 
 BANDS = ("u", "g", "r", "i", "z")
@@ -74,25 +80,73 @@ CLASS_FRACTIONS = (0.15, 0.45, 0.15, 0.25)
 #: Flux unit of synthetic spectra.
 FLUX_UNIT = "1e-17 erg / (s cm2 Angstrom)"
 
-_EMISSION = {  # rest wavelength (A): relative strength
-    3727.0: 1.0,
-    4861.3: 0.5,
-    4958.9: 0.4,
-    5006.8: 1.2,
-    6548.0: 0.3,
-    6562.8: 1.6,
-    6583.4: 0.9,
-}
-_ABSORPTION = {  # rest wavelength (A): depth (fraction of continuum), width sigma (A)
-    3933.7: (0.45, 6.0),
-    3968.5: (0.4, 6.0),
-    4304.4: (0.2, 8.0),
-    5175.0: (0.2, 10.0),
-    5893.0: (0.15, 6.0),
-    4861.3: (0.08, 5.0),
-}
-_BROAD = {2798.0: (1.0, 35.0), 4340.5: (0.3, 30.0), 4861.3: (0.6, 40.0), 6562.8: (1.8, 50.0)}
-_SKY_LINES = np.array([5577.3, 5889.9, 6300.3, 6363.8, 6863.9, 7246.0, 7605.0, 7913.7, 8344.6])
+#: Night-sky emission lines (air wavelengths as usually tabulated, converted to vacuum).
+_SKY_LINES = air_to_vacuum(
+    np.array([5577.3, 5889.9, 6300.3, 6363.8, 6863.9, 7246.0, 7605.0, 7913.7, 8344.6])
+)
+
+
+def _power_law(index: float | None) -> Continuum:
+    """``(lambda_rest / 5000 A) ** index`` (``None``: a random index N(0, 0.8) per spectrum)."""
+
+    def continuum(wave: np.ndarray, z: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        slope = rng.normal(0, 0.8, len(z)) if index is None else np.full(len(z), index)
+        return (wave[None, :] / (1 + z)[:, None] / 5000.0) ** slope[:, None]
+
+    return continuum
+
+
+def _red_continuum(wave: np.ndarray, z: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """An old population's continuum: red power law with the 4000 A break."""
+    rest = wave[None, :] / (1 + z)[:, None]
+    return (rest / 5000.0) ** 1.2 * (0.55 + 0.45 / (1 + np.exp(-(rest - 4000.0) / 40.0)))
+
+
+#: The survey's spectral classes, in :data:`SPECTRAL_CLASSES` order. Strengths are peak line
+#: heights (absorption: depths) relative to the continuum for a line scale of 1; widths are
+#: Gaussian sigmas in km/s (narrow lines ~3 A, absorption 5-10 A, broad lines 35-50 A).
+SURVEY_CLASSES = (
+    SpectrumClass(
+        "emission",
+        (0.01, 0.6),
+        _power_law(-0.8),
+        (
+            feature("[O II]", 3.0, 180.0),
+            feature("Hβ", 1.5, 180.0),
+            feature("[O III]", 1.2, 180.0, near=4960),
+            feature("[O III]", 3.6, 180.0, near=5008),
+            feature("[N II]", 0.9, 180.0, near=6550),
+            feature("Hα", 4.8, 180.0),  # noqa: RUF001
+            feature("[N II]", 2.7, 180.0, near=6585),
+        ),
+    ),
+    SpectrumClass(
+        "absorption",
+        (0.01, 0.6),
+        _red_continuum,
+        (
+            feature("Ca II K", -0.45, 460.0),
+            feature("Ca II H", -0.4, 450.0),
+            feature("G band", -0.2, 560.0),
+            feature("Mg b", -0.2, 580.0),
+            feature("Na D", -0.15, 300.0),
+            feature("Hβ", -0.08, 310.0),
+        ),
+    ),
+    SpectrumClass(
+        "broadline",
+        (0.1, 1.5),
+        _power_law(-1.5),
+        (
+            feature("Mg II", 2.0, 3700.0),
+            feature("Hγ", 0.6, 2100.0),  # noqa: RUF001
+            feature("Hβ", 1.2, 2500.0),
+            feature("Hα", 3.6, 2300.0),  # noqa: RUF001
+            feature("[O III]", 1.0, 180.0, near=5008),
+        ),
+    ),
+    SpectrumClass("featureless", (0.01, 0.6), _power_law(None)),
+)
 
 
 # --------------------------------------------------------------------------------------------
@@ -107,7 +161,8 @@ def _rest_seds(lam: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     f_nu_red = f_lam_red * lam**2
     f_nu_blue = (lam / 5500.0) ** 0.3 * (0.85 + 0.15 / (1 + np.exp(-(lam - 3646.0) / 30.0)))
     cont = np.interp(5500.0, lam, f_nu_blue)
-    for wl, strength in _EMISSION.items():  # equivalent widths of tens of Angstrom
+    for feat in SURVEY_CLASSES[0].features:  # the emission class's lines, EWs of tens of A
+        wl, strength = feat.line.rest_wavelength, feat.strength / 3.0
         f_nu_blue = f_nu_blue + cont * strength * 0.9 * np.exp(-0.5 * ((lam - wl) / 8.0) ** 2)
     return f_nu_red, f_nu_blue
 
@@ -328,10 +383,6 @@ def default_wave() -> np.ndarray:
     return np.geomspace(3700.0, 9000.0, 3000)
 
 
-def _gauss(wave: np.ndarray, centre: np.ndarray, sigma: np.ndarray) -> np.ndarray:
-    return np.exp(-0.5 * ((wave[None, :] - centre[:, None]) / sigma[:, None]) ** 2)
-
-
 def synth_spectra(
     n: int,
     seed: int,
@@ -374,58 +425,25 @@ def synth_spectra(
     wave = default_wave() if wave is None else np.asarray(wave, dtype=np.float64)
     if wave.ndim != 1 or len(wave) < 2:
         raise ValueError(f"wave must be a 1-D grid, got shape {wave.shape}")
-    cls = rng.choice(len(SPECTRAL_CLASSES), size=n, p=np.asarray(class_fractions))
     hard = rng.random(n) < hard_fraction
-    z = np.where(cls == 2, rng.uniform(0.1, 1.5, n), rng.uniform(0.01, 0.6, n))
     line_scale = np.where(hard, 0.2, 1.0) * rng.lognormal(0.0, 0.4, n)
-    lam_rest = wave[None, :] / (1 + z)[:, None]
-
-    flux = np.empty((n, len(wave)))
-    # continua
-    slope = rng.normal(0, 0.8, n)
-    flux[:] = (lam_rest / 5000.0) ** slope[:, None]
-    for k in np.flatnonzero(cls == 1):  # absorption: red continuum with 4000 A break
-        lr = lam_rest[k]
-        flux[k] = (lr / 5000.0) ** 1.2 * (0.55 + 0.45 / (1 + np.exp(-(lr - 4000.0) / 40.0)))
-    em = cls == 0
-    flux[em] = (lam_rest[em] / 5000.0) ** -0.8
-    bl = cls == 2
-    flux[bl] = (lam_rest[bl] / 5000.0) ** -1.5
-
-    # lines (vectorised per line over the spectra that have it)
-    if em.any():
-        idx = np.flatnonzero(em)
-        width = rng.uniform(2.0, 4.0, len(idx))
-        for wl, strength in _EMISSION.items():
-            centre = wl * (1 + z[idx])
-            amp = 3.0 * strength * line_scale[idx] * rng.uniform(0.6, 1.4, len(idx))
-            flux[idx] += amp[:, None] * _gauss(wave, centre, width * (1 + z[idx]))
-    if (cls == 1).any():
-        idx = np.flatnonzero(cls == 1)
-        for wl, (depth, sig) in _ABSORPTION.items():
-            d = np.minimum(depth * np.minimum(line_scale[idx], 1.5), 0.9)
-            flux[idx] *= 1 - d[:, None] * _gauss(wave, wl * (1 + z[idx]), sig * (1 + z[idx]))
-    if bl.any():
-        idx = np.flatnonzero(bl)
-        for wl, (strength, sig) in _BROAD.items():
-            amp = 2.0 * strength * line_scale[idx]
-            flux[idx] += amp[:, None] * _gauss(wave, wl * (1 + z[idx]), sig * (1 + z[idx]))
-        narrow = 1.0 * line_scale[idx]
-        flux[idx] += narrow[:, None] * _gauss(
-            wave, 5006.8 * (1 + z[idx]), np.full(len(idx), 3.0) * (1 + z[idx])
-        )
-
-    # brightness, noise, sky lines and masks
-    amplitude = rng.lognormal(np.log(20.0), 0.6, n)
-    flux *= amplitude[:, None]
-    cont_level = np.median(np.abs(flux), axis=1) + 1e-6
     snr = np.where(hard, rng.uniform(1.5, 3.0, n), rng.lognormal(np.log(12.0), 0.6, n))
-    sigma = (cont_level / snr)[:, None] * np.ones((1, len(wave)))
     sky = np.zeros(len(wave))
     for wl in _SKY_LINES:
         sky += np.exp(-0.5 * ((wave - wl) / 3.0) ** 2)
-    sigma *= 1.0 + 4.0 * sky[None, :]
-    noisy = flux + rng.normal(size=flux.shape) * sigma
+    drawn = generate_spectra(
+        n,
+        rng,
+        wave,
+        SURVEY_CLASSES,
+        class_fractions,
+        line_scale=line_scale,
+        continuum_snr=snr,
+        jitter=0.4,
+        sky=sky,
+    )
+    amplitude = rng.lognormal(np.log(20.0), 0.6, n)[:, None]  # brightness
+    noisy, sigma = drawn["flux"] * amplitude, drawn["sigma"] * amplitude
 
     mask = (sky[None, :] > 0.5) & (rng.random((n, 1)) < 0.5)  # sky-line residuals masked
     bad_col = rng.random(n) < 0.3
@@ -433,6 +451,7 @@ def synth_spectra(
         start = rng.integers(0, len(wave) - 16)
         mask[k, start : start + rng.integers(3, 16)] = True
     ivar = np.where(mask, 0.0, 1.0 / sigma**2)
+    cls, z = drawn["class_index"], drawn["z"]
 
     prefix = id_prefix or f"spec{seed}"
     return {

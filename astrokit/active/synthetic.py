@@ -1,7 +1,9 @@
 """A spectral classification task of controlled difficulty, for active-learning benchmarks.
 
-:func:`line_spectra` draws spectra directly on a pool grid: a sloped continuum with Gaussian
-noise, and class-dependent features at a random redshift —
+:func:`line_spectra` draws spectra directly on a pool grid with the project's one spectrum
+generator (:mod:`astrokit.synthetic_spectra`, lines from :mod:`astrokit.lines` at vacuum
+wavelengths): a sloped continuum with Gaussian noise, and class-dependent features at a random
+redshift —
 
 ``emission``     narrow H-alpha, [O III] and H-beta emission (a minority, as in Škoda et al. 2020);
 ``absorption``   Ca II H+K, Mg b and Na D absorption (the majority);
@@ -11,9 +13,9 @@ noise, and class-dependent features at a random redshift —
 What makes active learning worthwhile here is what makes it worthwhile on survey data: the
 class imbalance, and a tail of hard cases — feature strengths are log-uniform in signal-to-noise
 from :attr:`snr_range`, so a fraction of objects sit near the detection limit while most are
-easy. Unlike :func:`astrokit.survey.synth_spectra` (the platform's general synthetic survey),
-the difficulty here is pinned by two numbers, which keeps benchmark results comparable run to
-run. :func:`build_pool_from_line_spectra` writes such a pool shard by shard.
+easy. Unlike the recipe of :func:`astrokit.survey.synth_spectra` (the platform's general
+synthetic survey), the difficulty here is pinned by two numbers, which keeps benchmark results
+comparable run to run. :func:`build_pool_from_line_spectra` writes such a pool shard by shard.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import numpy as np
 
 from astrokit.active.pool import DEFAULT_GRID, LogGrid, Pool, build_pool, preprocess
 from astrokit.store import Store
+from astrokit.synthetic_spectra import SpectrumClass, feature, generate_spectra
 
 __all__ = ["LINE_CLASSES", "build_pool_from_line_spectra", "line_spectra"]
 
@@ -32,10 +35,49 @@ LINE_CLASSES = ("emission", "absorption", "broadline", "featureless")
 #: Default class fractions: emission-line objects a minority.
 DEFAULT_FRACTIONS = (0.12, 0.48, 0.08, 0.32)
 
-# rest wavelengths (Angstrom) and relative strengths
-_NARROW = ((6564.6, 1.0), (5008.2, 0.8), (4862.7, 0.35))
-_ABSORPTION = ((3934.8, 1.0), (3969.6, 0.8), (5176.7, 0.6), (5895.6, 0.5))
-_BROAD = ((6564.6, 1.0), (4862.7, 0.4))
+_NARROW_KMS, _ABSORPTION_KMS, _BROAD_KMS = 250.0, 400.0, 3000.0
+
+
+def _bent_continuum(wave: np.ndarray, z: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A unit continuum with a random slope and curvature in ln(wavelength)."""
+    slope = rng.uniform(-0.4, 0.4, len(z))[:, None]
+    bend = rng.uniform(-0.15, 0.15, len(z))[:, None]
+    x = (np.log(wave) - np.log(wave).mean())[None, :]
+    return 1.0 + slope * x + bend * x**2
+
+
+def _classes(z_range: tuple[float, float]) -> tuple[SpectrumClass, ...]:
+    """The task's classes (:data:`LINE_CLASSES` order). Strengths are line S/N per unit S/N."""
+    return (
+        SpectrumClass(
+            "emission",
+            z_range,
+            _bent_continuum,
+            (
+                feature("Hα", 1.0, _NARROW_KMS),  # noqa: RUF001 (Greek letters are the names)
+                feature("[O III]", 0.8, _NARROW_KMS, near=5008),
+                feature("Hβ", 0.35, _NARROW_KMS),
+            ),
+        ),
+        SpectrumClass(
+            "absorption",
+            z_range,
+            _bent_continuum,
+            (
+                feature("Ca II K", -0.6, _ABSORPTION_KMS),
+                feature("Ca II H", -0.48, _ABSORPTION_KMS),
+                feature("Mg b", -0.36, _ABSORPTION_KMS),
+                feature("Na D", -0.3, _ABSORPTION_KMS),
+            ),
+        ),
+        SpectrumClass(
+            "broadline",
+            z_range,
+            _bent_continuum,
+            (feature("Hα", 1.0, _BROAD_KMS), feature("Hβ", 0.4, _BROAD_KMS)),  # noqa: RUF001
+        ),
+        SpectrumClass("featureless", z_range, _bent_continuum),
+    )
 
 
 def line_spectra(
@@ -66,8 +108,6 @@ def line_spectra(
         ``flux`` (n, grid.n) float32 preprocessed (:func:`~astrokit.active.pool.preprocess`),
         ``labels`` (n,) str, ``z`` (n,) float32, ``snr`` (n,) float32.
     """
-    from scipy.special import erf
-
     if n < 0:
         raise ValueError(f"line_spectra: n must be >= 0, got {n}")
     p = np.asarray(fractions, dtype=float)
@@ -77,38 +117,20 @@ def line_spectra(
     if not 0 < lo < hi:
         raise ValueError(f"line_spectra: snr_range must satisfy 0 < low < high, got {snr_range}")
     rng = np.random.default_rng(seed)
-    wave = grid.wave
-    cls = rng.choice(4, size=n, p=p / p.sum())
-    z = rng.uniform(*z_range, n)
     snr = np.exp(rng.uniform(np.log(lo), np.log(hi), n))
-    sigma = 0.05  # noise per pixel relative to a unit continuum
-    slope = rng.uniform(-0.4, 0.4, n)[:, None]
-    bend = rng.uniform(-0.15, 0.15, n)[:, None]
-    x = (np.log(wave) - np.log(wave).mean())[None, :]
-    flux = 1.0 + slope * x + bend * x**2 + rng.normal(0.0, sigma, (n, wave.size))
-    height = (snr * sigma)[:, None]
-    one_plus_z = (1.0 + z)[:, None]
-
-    # pixel edges: geometric midpoints (log grid); a line's flux is averaged over each pixel,
-    # as a spectrograph bins it, so a line narrower than a pixel keeps its flux, not its peak
-    edges = np.sqrt(wave[1:] * wave[:-1])
-    lo_edge = np.concatenate([[wave[0] ** 2 / edges[0]], edges])[None, :]
-    hi_edge = np.concatenate([edges, [wave[-1] ** 2 / edges[-1]]])[None, :]
-
-    def lines(table: Sequence[tuple[float, float]], width_kms: float) -> np.ndarray:
-        out = np.zeros((n, wave.size))
-        for rest, strength in table:
-            centre = rest * one_plus_z
-            width = centre * width_kms / 299_792.458
-            cdf_hi = erf((hi_edge - centre) / (np.sqrt(2.0) * width))
-            cdf_lo = erf((lo_edge - centre) / (np.sqrt(2.0) * width))
-            # mean of a unit-peak Gaussian over the pixel
-            out += strength * (cdf_hi - cdf_lo) * np.sqrt(np.pi / 2.0) * width / (hi_edge - lo_edge)
-        return out
-
-    flux += np.where(cls[:, None] == 0, height * lines(_NARROW, 250.0), 0.0)
-    flux -= np.where(cls[:, None] == 1, 0.6 * height * lines(_ABSORPTION, 400.0), 0.0)
-    flux += np.where(cls[:, None] == 2, height * lines(_BROAD, 3000.0), 0.0)
+    # The continuum S/N is fixed (noise 5 % of a unit continuum): the line S/N, a feature's
+    # peak over the noise, is then ``snr * strength``.
+    continuum_snr = 20.0
+    drawn = generate_spectra(
+        n,
+        rng,
+        grid.wave,
+        _classes(z_range),
+        p,
+        line_scale=snr / continuum_snr,
+        continuum_snr=np.full(n, continuum_snr),
+    )
+    wave, flux, cls, z = grid.wave, drawn["flux"], drawn["class_index"], drawn["z"]
     return {
         "flux": preprocess(wave, flux, grid),
         "labels": np.array(LINE_CLASSES)[cls],

@@ -15,15 +15,15 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-# public name -> module (relative to this package) that defines it
+# public name -> module that defines it (relative to this package, or a full name)
 _LAZY = {
     "StoreBrowser": "browser",
     "SpectrumViewer": "spectrum",
     "CutoutViewer": "cutout",
     "FitsHeaderView": "header",
     "LabellingWidget": "labeller",
-    "SPECTRAL_LINES": "lines",
-    "SpectralLine": "lines",
+    "SPECTRAL_LINES": "astrokit.lines",  # the library's one line table
+    "SpectralLine": "astrokit.lines",
 }
 
 __all__ = sorted(_LAZY)
@@ -33,7 +33,8 @@ def __getattr__(name: str) -> Any:
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'astrokit_widgets' has no attribute {name!r}")
-    return getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    full = module if "." in module else f"{__name__}.{module}"
+    return getattr(importlib.import_module(full), name)
 
 
 def __dir__() -> list[str]:

@@ -23,10 +23,11 @@ import numpy as np
 import traitlets as t
 from astropy.nddata import InverseVariance, StdDevUncertainty, VarianceUncertainty
 
+from astrokit.lines import SPECTRAL_LINES, lines_in_range
+
 from ._common import error_html, store_secrets, style_widget, user_message, write_through_store
 from ._figure import figure_png, new_figure
 from .header import FitsHeaderView
-from .lines import SPECTRAL_LINES, lines_in_range
 from .processing import (
     WAVELENGTH_UNITS,
     Trace,

@@ -8,6 +8,7 @@ import pytest
 from astrokit.active.pool import LogGrid, Pool
 from astrokit.active.synthetic import LINE_CLASSES, line_spectra
 from astrokit.cli import main
+from astrokit.lines import find_line
 
 GRID = LogGrid(n=256)
 
@@ -25,13 +26,16 @@ def test_features_are_where_the_class_says():
     draw = line_spectra(600, 5, GRID, snr_range=(30.0, 40.0))
     peak, dip = draw["flux"].max(axis=1), draw["flux"].min(axis=1)
     labels = draw["labels"]
-    assert np.all(peak[labels == "emission"] > 8)
-    assert np.all(dip[labels == "absorption"] < -8)
+    # S/N 30-40 features stand out by ~8-20 noise units once preprocessed (a line is averaged
+    # over pixels ~1000 km/s wide here); the weakest of ~200 objects sits near the bottom
+    assert np.all(peak[labels == "emission"] > 7)
+    assert np.all(dip[labels == "absorption"] < -7)
     assert np.median(peak[labels == "featureless"]) < 4  # noise only
-    # the emission peak sits at the redshifted H-alpha (or [O III]) position
+    # the emission peak sits at the redshifted H-alpha (or [O III]) vacuum wavelength
     row = np.flatnonzero(labels == "emission")[0]
     at = GRID.wave[np.argmax(draw["flux"][row])] / (1 + draw["z"][row])
-    assert min(abs(at - 6564.6), abs(at - 5008.2)) < 25
+    lines = (find_line("H\N{GREEK SMALL LETTER ALPHA}"), find_line("[O III]", near=5008))
+    assert min(abs(at - line.rest_wavelength) for line in lines) < 25  # a pixel is ~24 A
 
 
 def test_same_seed_same_spectra_and_bad_arguments():

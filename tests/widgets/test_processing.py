@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from astrokit_widgets.lines import SPECTRAL_LINES, lines_in_range
 from astrokit_widgets.processing import (
     build_trace,
     from_display_wavelength,
@@ -13,6 +12,8 @@ from astrokit_widgets.processing import (
     smoothing_kernel,
     to_display_wavelength,
 )
+
+from astrokit.lines import SPECTRAL_LINES, lines_in_range
 
 HALPHA = "H\N{GREEK SMALL LETTER ALPHA}"
 

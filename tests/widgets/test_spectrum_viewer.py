@@ -8,8 +8,9 @@ import astropy.units as u
 import numpy as np
 import pytest
 from astrokit_widgets import SpectrumViewer
-from astrokit_widgets.lines import SPECTRAL_LINES
 from matplotlib.collections import PolyCollection
+
+from astrokit.lines import SPECTRAL_LINES
 
 HALPHA = "H\N{GREEK SMALL LETTER ALPHA}"
 LYALPHA = "Ly\N{GREEK SMALL LETTER ALPHA}"
