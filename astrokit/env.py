@@ -17,7 +17,7 @@ STORE_URL = "ASTROKIT_STORE_URL"
 SHARED_URL = "ASTROKIT_SHARED_URL"
 #: URL of the user's own writable prefix, normally ``<store>/users/<name>``.
 USER_URL = "ASTROKIT_USER_URL"
-#: S3 endpoint (MinIO, Ceph RGW, moto...) when the store is ``s3://``; unset means AWS.
+#: S3 endpoint (MinIO, Ceph RGW, SeaweedFS...) when the store is ``s3://``; unset means AWS.
 S3_ENDPOINT = "ASTROKIT_S3_ENDPOINT"
 #: "1" for anonymous (public bucket) S3 access.
 S3_ANON = "ASTROKIT_S3_ANON"
