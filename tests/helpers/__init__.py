@@ -1,1 +1,6 @@
-"""Reusable test helpers (a real JupyterHub: :mod:`helpers.hub`)."""
+"""Machinery shared by the whole suite and the benchmarks, one copy of each.
+
+:mod:`helpers.hub` (a real JupyterHub), :mod:`helpers.s3` (a real S3 server, SeaweedFS),
+:mod:`helpers.polling` (waiting with a deadline), :mod:`helpers.browser` (headless chromium)
+and :mod:`helpers.benchmarks` (run a benchmark script, read its JSON).
+"""
