@@ -18,6 +18,8 @@ _LAZY = {
     "read_cutout": "astrokit.formats",
     "infer": "astrokit.inference",
     "train": "astrokit.training",
+    "train_catalogue": "astrokit.catalogue_training",
+    "infer_catalogue": "astrokit.catalogue_inference",
     "ActiveLearningLoop": "astrokit.active",
 }
 

@@ -30,6 +30,9 @@ log = logging.getLogger("astrokit.platform")
 # (thousands of cutouts, a few hundred MB at most), small enough to make in a couple of minutes.
 DEFAULT_GALAXIES = 6000
 DEFAULT_SPECTRA = 3000
+#: The photometric catalogue seeded next to the survey (``shared/survey/photometry.parquet``).
+PHOTOMETRY_CATALOGUE = "photometry.parquet"
+CATALOGUE_ROWS = 50_000
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -146,6 +149,20 @@ def _seed(store, layout: dict[str, str], *, galaxies: int, spectra: int, seed: i
 
         log.info("ingesting cutouts into shards at %s", layout["shards_url"])
         ingest(layout["survey_url"] + "/cutouts", layout["shards_url"], store=store)
+
+    # A photometric catalogue of the same galaxy population, with realistic magnitude errors,
+    # for catalogue photo-z (notebook 05, `astrokit train/infer CATALOGUE --bands ...`).
+    catalogue = _path(layout["survey_url"]) / PHOTOMETRY_CATALOGUE
+    if not catalogue.exists():
+        from astrokit.survey_catalogue import synth_photometry, write_catalogue
+
+        log.info("writing a %d-row photometric catalogue to %s", CATALOGUE_ROWS, catalogue)
+        write_catalogue(
+            f"{layout['survey_url']}/{PHOTOMETRY_CATALOGUE}",
+            synth_photometry(CATALOGUE_ROWS, seed),
+            store=store,
+            row_group_size=10_000,
+        )
 
 
 def _train_and_copy(

@@ -14,6 +14,7 @@ EXPECTED = [
     "02-browse-and-plot.ipynb",
     "03-redshift-inference.ipynb",
     "04-active-learning.ipynb",
+    "05-catalogue-photoz.ipynb",
 ]
 
 
