@@ -10,7 +10,7 @@ STORE_DIR ?= $(RUN_DIR)/store
 CHP := deploy/local/node_modules/.bin/configurable-http-proxy
 PYTEST_ARGS ?=
 
-.PHONY: run test install lint format seed model bench clean browser
+.PHONY: run test install lint format seed model bench clean browser slurm
 
 # --- installation -----------------------------------------------------------------------
 # torch first and pinned: 2.13.0 is a local CPU wheel; anything unpinned pulls GBs of CUDA.
@@ -31,6 +31,16 @@ browser:
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
 	  else echo "chromium missing: browser tests will be skipped (install Debian's chromium as root)"; fi; }
 
+# Debian's Slurm for the Slurm-backend tests: they start their own one-node cluster on
+# 127.0.0.1 (tests/helpers/slurm.py), and fail, saying why, where Slurm is missing.
+SLURM_PACKAGES := slurmctld slurmd slurm-client munge
+slurm:
+	@{ test -x /usr/sbin/slurmctld && test -x /usr/sbin/slurmd && test -x /usr/sbin/munged \
+	   && command -v sbatch >/dev/null; } || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+	    apt-get install -y -qq --no-install-recommends $(SLURM_PACKAGES) >/dev/null; \
+	  else echo "Slurm missing: the tests in tests/slurm will fail (install $(SLURM_PACKAGES) as root)"; fi; }
+
 install: $(VENV)/.installed $(CHP)
 
 # --- the platform -------------------------------------------------------------------------
@@ -43,7 +53,7 @@ run: install seed
 	  $(BIN)/jupyterhub -f deploy/local/jupyterhub_config.py
 
 # --- tests and tooling --------------------------------------------------------------------
-test: install browser
+test: install browser slurm
 	PATH="$(CURDIR)/deploy/local/node_modules/.bin:$(CURDIR)/$(BIN):$$PATH" \
 	  $(BIN)/pytest -m "not slow" $(PYTEST_ARGS)
 

@@ -19,6 +19,13 @@ The manager
    :func:`astrokit.connect.scale_cluster` to scale within the profile's size;
 4. exits, closing the cluster, on SIGTERM/SIGINT, or when the notebook process it watches
    has died (so a cluster never outlives its notebook, even while the hub is down).
+
+The spec's ``backend`` picks where workers run: ``"local"`` (nannies on this machine, the
+embedded default) or ``"slurm"`` (one batch job per worker through dask-jobqueue's
+``SLURMCluster``, see :mod:`astrokit_spawner.slurm`; the scheduler still runs here). With
+Slurm the manager also watches the server's jobs, replaces those Slurm ended, fails a start
+whose jobs cannot run (naming Slurm's reason), reports job ids and states in the status
+file, and cancels every job of the server when it exits.
 """
 
 from __future__ import annotations
@@ -33,7 +40,7 @@ import os
 import signal
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -73,6 +80,12 @@ class ClusterSpec:
     scheduler_port, dashboard_port
         Ports on 127.0.0.1 (0: any free one). The spawner picks the scheduler port itself so
         that the notebook can start with the address while the cluster is still starting.
+    backend
+        ``"local"`` (worker processes here) or ``"slurm"`` (worker jobs on Slurm).
+    walltime
+        Time limit of a Slurm worker job (empty: the Slurm settings' default).
+    slurm
+        :class:`~astrokit_spawner.slurm.SlurmSettings` as a dict (``backend="slurm"``).
     """
 
     server_id: str
@@ -88,6 +101,9 @@ class ClusterSpec:
     start_timeout: float = 120.0
     scheduler_port: int = 0
     dashboard_port: int = 0
+    backend: str = "local"
+    walltime: str = ""
+    slurm: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> str:
         """Serialise to JSON."""
@@ -199,21 +215,19 @@ def scale_plugin(cluster: Any, maximum: int) -> Any:
 async def run(spec: ClusterSpec) -> int:
     """Run the cluster until told to stop; returns the process exit code."""
     import dask
-    from distributed import LocalCluster
     from distributed.core import Status
 
     from astrokit.cluster import WORKER_DASK_CONFIG
     from astrokit_spawner.tls import ClusterCredentials
 
     status = _Status(spec)
-    status.update(state="starting")
+    status.update(state="starting", backend=spec.backend)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
 
     security = ClusterCredentials.in_directory(spec.credentials_dir).security("cluster")
-    threads = str(spec.threads_per_worker)
     # Workers fork from a server process that has imported distributed (and numpy, pandas)
     # once, instead of each re-importing them ("spawn"): measured here, 3 workers start with
     # ~1.8 CPU-s instead of ~3.2, which matters while the notebook server starts on the same
@@ -222,27 +236,34 @@ async def run(spec: ClusterSpec) -> int:
     # Not in a `with`: workers are started later (scale, adapt), and each nanny reads the
     # settings when it is made. See WORKER_DASK_CONFIG for why (torch throughput).
     dask.config.set(WORKER_DASK_CONFIG)
+    backend = None
+    if spec.backend == "slurm":
+        from astrokit_spawner.slurm import SlurmBackend
+
+        backend = SlurmBackend(spec)
+    elif spec.backend != "local":
+        status.update(state="failed", error=f"unknown cluster backend {spec.backend!r}")
+        return 1
     try:
-        cluster = await LocalCluster(
-            n_workers=0,
-            threads_per_worker=spec.threads_per_worker,
-            memory_limit=spec.memory_limit,
-            processes=True,
-            protocol="tls://",
-            host="127.0.0.1",
-            scheduler_port=spec.scheduler_port,
-            dashboard_address=f"127.0.0.1:{spec.dashboard_port}",
-            security=security,
-            asynchronous=True,
-            local_directory=spec.local_directory,
-            silence_logs=False,
-            # Numerical libraries (torch, BLAS) in a task use the worker's thread budget.
-            env={"OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads},
-        )
+        if backend is not None:
+            cluster = await backend.start(security)
+        else:
+            cluster = await _local_cluster(spec, security)
     except Exception as exc:
         logger.exception("could not start the scheduler")
         status.update(state="failed", error=f"scheduler did not start: {exc}")
         return 1
+
+    async def check_backend(*, starting: bool) -> bool:
+        """Backend bookkeeping; False (status failed) when the start must end."""
+        if backend is None:
+            return True
+        error = await backend.watch(cluster, starting=starting)
+        status.update(**backend.status_fields())
+        if error:
+            status.update(state="failed", error=error)
+            return False
+        return True
 
     exit_code = 0
     try:
@@ -260,6 +281,8 @@ async def run(spec: ClusterSpec) -> int:
         while not stop.is_set():
             count = len(scheduler.workers)
             status.update(workers=count)
+            if not await check_backend(starting=True):
+                return 1
             if count >= spec.n_workers:
                 break
             if time.monotonic() > deadline:
@@ -287,6 +310,7 @@ async def run(spec: ClusterSpec) -> int:
             )
         while not stop.is_set():
             status.update(workers=len(scheduler.workers))
+            await check_backend(starting=False)
             if not _watched_alive(spec.watch_file):
                 logger.warning("notebook process is gone; shutting the cluster down")
                 break
@@ -304,9 +328,37 @@ async def run(spec: ClusterSpec) -> int:
         if status.data["state"] != "failed":
             status.update(state="stopping")
         await cluster.close(timeout=10)
+        if backend is not None:
+            # SLURMCluster.close() cancels the jobs it knows; this also catches a job whose
+            # submission was still in flight, and waits until Slurm lists none of them.
+            await backend.close()
+            status.update(slurm_jobs=[])
         if status.data["state"] != "failed":
             status.update(state="stopped", workers=0)
     return exit_code
+
+
+async def _local_cluster(spec: ClusterSpec, security: Any) -> Any:
+    """The local backend: a TLS ``LocalCluster`` of nanny-supervised processes here."""
+    from distributed import LocalCluster
+
+    threads = str(spec.threads_per_worker)
+    return await LocalCluster(
+        n_workers=0,
+        threads_per_worker=spec.threads_per_worker,
+        memory_limit=spec.memory_limit,
+        processes=True,
+        protocol="tls://",
+        host="127.0.0.1",
+        scheduler_port=spec.scheduler_port,
+        dashboard_address=f"127.0.0.1:{spec.dashboard_port}",
+        security=security,
+        asynchronous=True,
+        local_directory=spec.local_directory,
+        silence_logs=False,
+        # Numerical libraries (torch, BLAS) in a task use the worker's thread budget.
+        env={"OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads},
+    )
 
 
 async def _wait(event: asyncio.Event, seconds: float) -> None:

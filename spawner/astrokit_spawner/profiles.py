@@ -32,6 +32,9 @@ __all__ = [
     "resolve_profile",
 ]
 
+#: Where a profile's Dask workers run (see :attr:`Profile.backend`).
+BACKENDS: tuple[str, ...] = ("local", "slurm")
+
 _UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
 _MEMORY_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(?:I?B?)?\s*$", re.IGNORECASE)
 
@@ -119,6 +122,11 @@ class Profile:
         Threads per Dask worker.
     worker_memory
         Memory limit per Dask worker, in bytes (the nanny restarts a worker above it).
+    backend
+        Where the workers run: ``"local"`` (processes on the hub's machine, the default) or
+        ``"slurm"`` (one batch job per worker; the spawner's ``slurm`` settings must be set).
+    walltime
+        Time limit of each Slurm worker job (``HH:MM:SS``; empty: the admin's default).
     """
 
     name: str
@@ -129,6 +137,8 @@ class Profile:
     n_workers: int
     threads_per_worker: int
     worker_memory: int
+    backend: str = "local"
+    walltime: str = ""
 
     @property
     def total_memory(self) -> int:
@@ -163,6 +173,8 @@ class Profile:
         values = dict(data)
         values.setdefault("display_name", str(values.get("name", "")).capitalize())
         values.setdefault("description", "")
+        values.setdefault("backend", "local")
+        values.setdefault("walltime", "")
         missing = sorted(names - set(values))
         if missing:
             raise ProfileError(f"profile {label!r}: missing field(s) {missing}")
@@ -175,16 +187,30 @@ class Profile:
         values["notebook_cpu"] = _parse_float(
             values["notebook_cpu"], what=f"profile {label!r} notebook_cpu"
         )
+        if values["backend"] not in BACKENDS:
+            raise ProfileError(
+                f"profile {label!r} backend: {values['backend']!r} is not one of {list(BACKENDS)}"
+            )
+        if values["walltime"]:
+            from .slurm import parse_walltime
+
+            try:
+                parse_walltime(values["walltime"], what=f"profile {label!r} walltime")
+            except ValueError as exc:
+                raise ProfileError(str(exc)) from None
         return cls(**values)
 
     def summary(self) -> str:
         """One line for forms and logs, e.g. ``'2 workers x 1 thread, 1 GiB each; ...'``."""
         threads = "thread" if self.threads_per_worker == 1 else "threads"
         workers = "worker" if self.n_workers == 1 else "workers"
+        where = ""
+        if self.backend == "slurm":
+            where = " as Slurm jobs" + (f" ({self.walltime})" if self.walltime else "")
         return (
             f"{self.n_workers} {workers} x {self.threads_per_worker} {threads}, "
-            f"{format_memory(self.worker_memory)} each; notebook {self.notebook_cpu:g} CPU, "
-            f"{format_memory(self.notebook_memory)}"
+            f"{format_memory(self.worker_memory)} each{where}; notebook "
+            f"{self.notebook_cpu:g} CPU, {format_memory(self.notebook_memory)}"
         )
 
 

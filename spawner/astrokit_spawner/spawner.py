@@ -59,6 +59,7 @@ from .environment import (
 from .options import ProfilesMixin
 from .processes import ProcessRef, terminate_server
 from .profiles import Profile
+from .slurm_spawner import SlurmSpawnerMixin
 from .tls import make_credentials
 
 __all__ = ["AstroKitSpawner"]
@@ -93,7 +94,7 @@ def _log_tail(path: Path, lines: int = 15) -> str:
     return "\n".join(text.rstrip().splitlines()[-lines:])
 
 
-class AstroKitSpawner(ProfilesMixin, Spawner):
+class AstroKitSpawner(SlurmSpawnerMixin, ProfilesMixin, Spawner):
     """Spawn a JupyterLab server plus a per-server, TLS-secured Dask cluster as local processes.
 
     Select it with ``c.JupyterHub.spawner_class = "astrokit"``. Profiles and caps are
@@ -410,6 +411,7 @@ class AstroKitSpawner(ProfilesMixin, Spawner):
             start_timeout=self.cluster_start_timeout,
             scheduler_port=scheduler_port,
             dashboard_port=self.dashboard_port,
+            **self.slurm_spec_fields(profile),  # Slurm hook 1: workers as Slurm jobs
         )
         (server_dir / "cluster-spec.json").write_text(spec.to_json())
         manager = self._launch(
@@ -473,6 +475,9 @@ class AstroKitSpawner(ProfilesMixin, Spawner):
                     workers / max(1, spec.n_workers),
                     f"Dask workers {workers}/{spec.n_workers}",
                 )
+            slurm_line = self.slurm_progress(status)  # Slurm hook 2: jobs as Slurm sees them
+            if slurm_line:
+                self._advance("workers", workers / max(1, spec.n_workers), slurm_line)
             if state == "ready":
                 return
             if state == "failed" or manager.poll() is not None:
@@ -551,6 +556,7 @@ class AstroKitSpawner(ProfilesMixin, Spawner):
         survivors = await terminate_server(
             [self.notebook_ref, self.manager_ref], server_id, grace=grace
         )
+        await self.cancel_slurm_jobs()  # Slurm hook 3: no job outlives the server
         self._reap()
         if survivors:
             self.log.error("%s: pids %s survived SIGKILL", self._log_name, survivors)
