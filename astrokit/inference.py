@@ -19,6 +19,11 @@ The client side of the run. It
    raises :class:`IncompleteResultError` after writing the summary, never a quietly short
    catalogue.
 
+Precision (:mod:`astrokit.models.precision`): ``precision="auto"`` (the default) lets each
+worker run the model in bf16 where its CPU or GPU computes bf16 natively, after the parity
+guard has compared bf16 with fp32 on a sample of the first partition it gets; the summary's
+``precision`` entry says what was chosen, why, and what the guard measured.
+
 A worker that dies mid-run loses only its running task; Dask reruns it elsewhere and the rerun
 rewrites the same partition file, so the result stays exact.
 """
@@ -273,17 +278,20 @@ def _expected_keys(part: dict[str, Any]) -> list[tuple[str, int]]:
     return [(u.rstrip("/").rsplit("/", 1)[-1], 0) for u in part["files"]]
 
 
-def _fingerprint(plan: dict[str, Any], model_sha256: str, max_nan_fraction: float) -> str:
+def _fingerprint(
+    plan: dict[str, Any], model_sha256: str, max_nan_fraction: float, precision: str = "fp32"
+) -> str:
     """Identity of a run: the size-based plan (before :func:`balance_partitions`, so it does
-    not depend on the cluster), the model and the input policy."""
-    doc = json.dumps(
-        {
-            "partitions": plan["partitions"],
-            "model": model_sha256,
-            "max_nan_fraction": max_nan_fraction,
-        },
-        sort_keys=True,
-    )
+    not depend on the cluster), the model, the input policy and the requested precision (a
+    run asked for in fp32 does not reuse partitions predicted in bf16, nor the reverse)."""
+    doc = {
+        "partitions": plan["partitions"],
+        "model": model_sha256,
+        "max_nan_fraction": max_nan_fraction,
+    }
+    if precision != "fp32":  # fp32 runs keep the identity they had before precisions existed
+        doc["precision"] = precision
+    doc = json.dumps(doc, sort_keys=True)
     return hashlib.sha256(doc.encode()).hexdigest()
 
 
@@ -351,6 +359,9 @@ def infer(
     device: str | None = None,
     max_nan_fraction: float | None = None,
     resume: bool = True,
+    precision: str | None = None,
+    parity_tolerance: float | None = None,
+    parity_sample: int | None = None,
     progress: bool = True,
 ) -> InferenceResult:
     """Predict redshifts for every row of a shard set (or FITS cutout directory) on the cluster.
@@ -379,6 +390,15 @@ def infer(
         Input policy threshold (default 0.05): rows with more non-finite pixels, or a
         non-finite magnitude, are reported as bad instead of predicted.
     resume : bool
+    precision : str, optional
+        ``"auto"`` (default; ``$ASTROKIT_PRECISION`` overrides it), ``"fp32"``, ``"bf16"`` or
+        ``"fp16"`` (CUDA only); see :mod:`astrokit.models.precision`. Each worker decides for
+        its own device; a reduced precision is kept only where the parity guard passes.
+    parity_tolerance : float, optional
+        Largest ``|z_reduced - z_fp32|`` the parity guard accepts (default 1e-3).
+    parity_sample : int, optional
+        Rows of its first partition each worker predicts in both precisions (default 128;
+        0 skips the guard).
         Skip partitions already finished by an earlier run of the same plan (default True).
     progress : bool
         Show a progress bar (default True).
@@ -397,10 +417,20 @@ def infer(
     """
     from astrokit.cluster import client_or_local
     from astrokit.models.runtime import DEFAULT_MAX_NAN_FRACTION
+    from astrokit.models.precision import PrecisionError, check_precision, check_tolerance
     from astrokit.store import resolve
 
     t_start = time.perf_counter()
     model = model or os.environ.get(env.MODEL_URL)
+    try:  # argument errors before any work: the workers would fail on every partition
+        precision = check_precision(precision)
+        parity_tolerance = check_tolerance(parity_tolerance)
+    except PrecisionError as exc:
+        raise InferenceError(str(exc)) from exc
+    if precision == "fp16" and device is not None and str(device).startswith("cpu"):
+        raise InferenceError("precision 'fp16' runs only on CUDA devices, not on device 'cpu'")
+    if parity_sample is not None and parity_sample < 0:
+        raise InferenceError(f"parity_sample must be >= 0, got {parity_sample}")
     if not model:
         raise InferenceError(f"no model given and {env.MODEL_URL} is not set; pass model=URL")
     out = (out or _default_out(data_url)).rstrip("/")
@@ -413,7 +443,9 @@ def infer(
     plan["model_url"] = model
     plan["model_sha256"] = model_sha
     plan["max_nan_fraction"] = nan_policy
-    plan["fingerprint"] = _fingerprint(plan, model_sha, nan_policy)
+    plan["precision"] = precision
+    plan["parity_tolerance"] = parity_tolerance
+    plan["fingerprint"] = _fingerprint(plan, model_sha, nan_policy, precision)
 
     plan_url = f"{out_url}/{PLAN_NAME}"
     previous: dict[str, Any] = {}
@@ -479,6 +511,10 @@ def infer(
                 device=device,
                 max_nan_fraction=nan_policy,
                 retries=1,  # a transient store error gets a second chance
+                precision=precision,
+                parity_tolerance=parity_tolerance,
+                parity_sample=parity_sample,
+                run_id=run_id,
                 pure=False,
             )
             by_key = {f.key: p for f, p in zip(futures, todo, strict=True)}
@@ -523,6 +559,47 @@ def infer(
 
 
 def _summarise(
+def _precision_summary(plan: dict[str, Any], stats: list[dict[str, Any]]) -> dict[str, Any]:
+    """What the workers computed in, why, and what the parity guard measured.
+
+    ``chosen`` is the precision most partitions of this call ran in (None when nothing was
+    computed, e.g. a fully resumed run); ``fallback`` is true when any worker's guard sent it
+    back to fp32; ``parity`` merges the workers' reports (one per worker): ``max_abs_dz`` is
+    the largest |z_reduced - z_fp32| any of them measured on its sample.
+    """
+    from astrokit.models.precision import merge_reports
+
+    choices = [s["precision"] for s in stats if s.get("precision")]
+    by_precision = Counter(c["precision"] for c in choices)
+    reasons = list(dict.fromkeys(c["reason"] for c in choices))
+    per_worker: dict[str, dict[str, Any]] = {}
+    for s in stats:
+        if s.get("parity"):
+            per_worker.setdefault(s.get("worker", str(len(per_worker))), s["parity"])
+    parity = merge_reports(list(per_worker.values()))
+    if parity is not None:
+        parity["max_abs_dz"] = parity.pop("max_abs_diff")
+    fallback = parity is not None and not parity["passed"]
+    chosen = by_precision.most_common(1)[0][0] if by_precision else None
+    note = None
+    if chosen is not None:
+        note = f"{chosen} ({'; '.join(reasons)})"
+        if parity is not None:
+            note += (
+                f"; parity max |dz| {parity['max_abs_dz']:.2e} (tolerance "
+                f"{parity['tolerance']:.0e}) on {parity['n']} rows of {parity['workers']} workers"
+            )
+    return {
+        "requested": plan.get("precision", "fp32"),
+        "chosen": chosen,
+        "reasons": reasons,
+        "partitions_by_precision": dict(by_precision),
+        "fallback": fallback,
+        "parity": parity,
+        "note": note,
+    }
+
+
     st: Any,
     out_url: str,
     plan: dict[str, Any],
@@ -644,6 +721,7 @@ def _summarise(
         "task_compute_seconds": compute_task_s,
         "max_nan_fraction": plan["max_nan_fraction"],
     }
+        "precision": _precision_summary(plan, stats),
     catalog_url = f"{out_url}/{CATALOG_NAME}"
     summary_url = f"{out_url}/{SUMMARY_NAME}"
     if n_rows:
@@ -652,6 +730,8 @@ def _summarise(
         st.write_bytes(catalog_url, buf.getvalue())
     st.write_bytes(summary_url, json.dumps(summary, indent=1, default=float).encode())
     if summary["complete"]:
+    if summary["precision"]["chosen"] is not None:
+        log.info("precision: %s", summary["precision"]["note"])
         log.info(
             "inference complete: %d rows (%d ok, %d bad) -> %s; %.1f samples/s",
             n_rows,

@@ -8,7 +8,11 @@
 2. reads its partition (a row range of one shard, or a group of FITS cutouts);
 3. screens rows with the input policy (:mod:`astrokit.models.runtime`): bad rows are kept in
    the output with ``z_pred = NaN`` and a status, never silently predicted;
-4. predicts the rest in device-sized batches with torch threads = the worker's threads;
+4. predicts the rest in device-sized batches with torch threads = the worker's threads, in
+   the precision chosen for this worker (:mod:`astrokit.models.precision`): the first
+   partition a worker gets runs the parity guard on a sample of its rows (fp32 against the
+   reduced precision) and the outcome is cached per process with the model, so every later
+   task of that worker runs at once in the precision that passed;
 5. writes ``pred-NNNNN.parquet`` atomically. A retried task (e.g. after its worker was killed)
    rewrites the same file with the same rows, so a partition is never counted twice.
 
@@ -52,6 +56,12 @@ _MODEL_CACHE: OrderedDict[tuple[str, str, str], Any] = OrderedDict()
 _MODEL_CACHE_SIZE = 2
 _CACHE_LOCK = threading.Lock()
 _LOADS = {"count": 0}  # number of checkpoint loads in this process (for tests and logs)
+# (url, sha256, device, run, requested precision, tolerance, sample) -> (PrecisionChoice,
+# ParityReport | None): the parity guard runs once per run in a worker process, on the first
+# partition it gets (the data of one run say nothing certain about another's).
+_PRECISION_CACHE: dict[tuple, tuple[Any, Any]] = {}
+_PRECISION_CACHE_SIZE = 16
+_PRECISION_LOCK = threading.Lock()
 
 
 class ModelChangedError(UserError, RuntimeError):
@@ -94,6 +104,83 @@ def get_model(model_url: str, sha256: str, device: str | None, store: Any = None
         while len(_MODEL_CACHE) > _MODEL_CACHE_SIZE:
             _MODEL_CACHE.popitem(last=False)
         return ckpt
+
+
+def _worker_name() -> str:
+    """This worker's address (the process id outside a Dask worker): one parity report each."""
+    try:
+        from distributed import get_worker
+
+        return str(get_worker().address)
+    except (ImportError, ValueError, AttributeError):
+        import os
+
+        return f"pid-{os.getpid()}"
+
+
+def precision_for(
+    key: tuple,
+    model: Any,
+    images: np.ndarray,
+    mags: np.ndarray,
+    z_true: np.ndarray,
+    *,
+    precision: str | None,
+    tolerance: float | None,
+    sample: int | None,
+    batch_size: int,
+) -> tuple[Any, Any, np.ndarray | None]:
+    """The precision this process runs ``model`` in for one run, decided once per run.
+
+    The first call for a key (model, device and run) resolves ``precision`` for the model's
+    device and, when that is a reduced precision, runs the parity guard on the first
+    ``sample`` rows given -- those of the first partition this worker gets. Later calls with
+    the same key return the cached decision at once.
+
+    Returns
+    -------
+    (PrecisionChoice, ParityReport or None, ndarray or None)
+        The choice, the guard's report, and -- on the call that ran the guard -- the
+        predictions of the sample rows in the chosen precision (the guard computed them
+        already; the caller predicts only the rows after them).
+    """
+    from astrokit.models.precision import (
+        DEFAULT_PARITY_SAMPLE,
+        check_tolerance,
+        guard,
+        resolve_precision,
+    )
+    from astrokit.models.runtime import predict_arrays
+
+    n_sample = DEFAULT_PARITY_SAMPLE if sample is None else int(sample)
+    if n_sample < 0:
+        raise ValueError(f"parity_sample must be >= 0, got {sample}")
+    tol = check_tolerance(tolerance)
+    cache_key = (*key, str(precision), tol, n_sample)
+    with _PRECISION_LOCK:
+        if cache_key in _PRECISION_CACHE:
+            choice, report = _PRECISION_CACHE[cache_key]
+            return choice, report, None
+        device = next(model.parameters()).device
+        choice = resolve_precision(precision, device)
+        log.info("precision %s (%s)", choice.precision, choice.reason)
+        report = head = None
+        if choice.reduced and n_sample > 0:
+            rows = slice(0, n_sample)
+            outputs: dict[str, np.ndarray] = {}
+
+            def predict(c: Any) -> np.ndarray:
+                outputs[c.precision] = predict_arrays(
+                    model, images[rows], mags[rows], batch_size=batch_size, precision=c
+                )
+                return outputs[c.precision]
+
+            choice, report = guard(choice, predict, tolerance=tol, z_true=z_true[rows])
+            head = outputs[choice.precision]
+        _PRECISION_CACHE[cache_key] = (choice, report)
+        while len(_PRECISION_CACHE) > _PRECISION_CACHE_SIZE:
+            _PRECISION_CACHE.pop(next(iter(_PRECISION_CACHE)))
+        return choice, report, head
 
 
 def _read_shard_range(part: dict, store: Any) -> dict[str, Any]:
@@ -228,6 +315,10 @@ def predict_partition(
     batch_size: int | None = None,
     device: str | None = None,
     max_nan_fraction: float | None = None,
+    precision: str | None = None,
+    parity_tolerance: float | None = None,
+    parity_sample: int | None = None,
+    run_id: str | None = None,
 ) -> dict[str, Any]:
     """Predict one partition and write its ``pred-NNNNN.parquet`` atomically.
 
@@ -241,14 +332,19 @@ def predict_partition(
         The run's output directory.
     store : astrokit.store.Store, optional
         Store to read and write through (default: resolved from URLs and the environment).
-    batch_size, device, max_nan_fraction
+    batch_size, device, max_nan_fraction, precision, parity_tolerance, parity_sample
         See :func:`astrokit.inference.infer`.
+    run_id : str, optional
+        Identifies the run: the parity guard runs once per run in each worker process
+        (default: ``out_url``).
 
     Returns
     -------
     dict
         ``index``, ``rows``, ``ok``, ``bad``, ``read_s``, ``compute_s``, ``write_s``,
-        ``threads``, ``file``.
+        ``threads``, ``file``, ``worker``, ``precision`` (the
+        :class:`~astrokit.models.precision.PrecisionChoice` as a dict, None when no row was
+        predicted) and ``parity`` (this worker's parity report, None without one).
     """
     import torch
 
@@ -264,6 +360,7 @@ def predict_partition(
     threads = _worker_threads()
     if threads and torch.get_num_threads() != threads:
         torch.set_num_threads(threads)
+    choice = parity = None
     t0 = time.perf_counter()
     policy = DEFAULT_MAX_NAN_FRACTION if max_nan_fraction is None else max_nan_fraction
     ckpt = get_model(model_url, model_sha256, device, store)
@@ -291,12 +388,32 @@ def predict_partition(
         ok = screened.ok
         if ok.any():
             dev = next(ckpt.model.parameters()).device
-            z_pred[idx[ok]] = predict_arrays(
+            batch = batch_size or default_batch_size(dev)
+            rows_ok = idx[ok]
+            images_ok, mags_ok = screened.images[ok], screened.mags[ok]
+            choice, parity, head = precision_for(
+                (model_url, model_sha256, str(dev), run_id or out_url),
                 ckpt.model,
-                screened.images[ok],
-                screened.mags[ok],
-                batch_size=batch_size or default_batch_size(dev),
+                images_ok,
+                mags_ok,
+                data["z"][rows_ok],
+                precision=precision,
+                tolerance=parity_tolerance,
+                sample=parity_sample,
+                batch_size=batch,
             )
+            # the guard's task already has its sample's predictions in the chosen precision
+            done = 0 if head is None else len(head)
+            if done:
+                z_pred[rows_ok[:done]] = head
+            if done < len(rows_ok):
+                z_pred[rows_ok[done:]] = predict_arrays(
+                    ckpt.model,
+                    images_ok[done:],
+                    mags_ok[done:],
+                    batch_size=batch,
+                    precision=choice,
+                )
         for j in np.flatnonzero(~ok):
             errors[idx[j]] = (
                 f"{screened.nan_fraction[j]:.1%} non-finite pixels"
@@ -332,4 +449,7 @@ def predict_partition(
         "write_s": t3 - t2,
         "threads": torch.get_num_threads(),
         "file": target,
+        "worker": _worker_name(),
+        "precision": None if choice is None else choice.to_dict(),
+        "parity": None if parity is None else parity.to_dict(),
     }

@@ -76,6 +76,10 @@ class IterationRecord:
         Class counts of the whole labelled set.
     score_seconds, label_seconds, train_seconds, seconds : float
         Wall times of the phases and of the whole iteration.
+    score_precision : dict or None
+        What the pool was scored in and why, with the parity guard's report
+        (:attr:`astrokit.active.scoring.ScoreResult.precision`); None when nothing was scored
+        with a model (the seed iteration, random sampling, scikit-learn models).
     """
 
     iteration: int
@@ -91,6 +95,7 @@ class IterationRecord:
     label_seconds: float = 0.0
     train_seconds: float = 0.0
     seconds: float = 0.0
+    score_precision: dict[str, Any] | None = None
 
 
 @dataclass
@@ -212,7 +217,7 @@ class ActiveLearningLoop:
         self.phase = "query"
         self._pending: list[Query] = []
         self._batch_records: list[dict[str, Any]] = []
-        self._phase_times: dict[str, float] = {}
+        self._phase_times: dict[str, Any] = {}
 
         stored = self.checkpoint.load_state()
         if stored is None:
@@ -514,6 +519,7 @@ class ActiveLearningLoop:
         if excluded.size >= self.pool.total_rows:
             return []
         score_seconds = 0.0
+        score_precision = None
         if self.iteration == 0 or not self.strategy.needs_model:
             k = self.seed_size if self.iteration == 0 else self.batch_size
             chosen = random_indices(self._rng, self.pool.total_rows, k, set(excluded.tolist()))
@@ -535,6 +541,7 @@ class ActiveLearningLoop:
             )
             chosen, scores = result.indices, result.scores
             score_seconds = result.seconds
+            score_precision = result.precision
         rows = self.pool.get_rows(chosen, keys=("flux", "ids"))
         queries = []
         for index, score, flux, sid in zip(chosen, scores, rows["flux"], rows["ids"], strict=True):
@@ -542,6 +549,7 @@ class ActiveLearningLoop:
             queries.append(Query(int(index), str(sid), self.iteration, float(score), flux))
         self._phase_times = {
             "score_seconds": score_seconds,
+            "score_precision": score_precision,
             "query_seconds": time.perf_counter() - start,
             "label_started": time.time(),
         }
@@ -626,6 +634,7 @@ class ActiveLearningLoop:
             score_seconds=float(times.get("score_seconds", 0.0)),
             label_seconds=label_seconds,
             train_seconds=train_seconds,
+            score_precision=times.get("score_precision"),
         )
         record.seconds = (
             float(times.get("query_seconds", 0.0)) + record.label_seconds + train_seconds

@@ -22,6 +22,7 @@ import io
 import logging
 import math
 import pickle
+import threading
 from collections.abc import Callable, Iterator
 from typing import Any, Protocol, runtime_checkable
 
@@ -30,6 +31,7 @@ import numpy as np
 from astrokit.errors import UserError
 
 __all__ = [
+    "DEFAULT_SCORING_PRECISION",
     "ALModel",
     "ModelError",
     "SklearnClassifier",
@@ -39,6 +41,11 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+
+#: Precision of :class:`TorchClassifier` predictions when neither ``precision=`` nor
+#: ``$ASTROKIT_PRECISION`` says (see :mod:`astrokit.models.precision`).
+DEFAULT_SCORING_PRECISION = "fp32"
 
 
 class ModelError(UserError, RuntimeError):
@@ -96,6 +103,17 @@ class TorchClassifier:
     num_threads : int or None
         torch CPU threads while training/predicting on the client (None: torch's default).
         On a shared or oversubscribed machine 1 avoids OpenMP spin-wait collapse.
+    precision : str or None
+        What predictions (pool scoring, held-out evaluation) compute in: ``"fp32"``,
+        ``"bf16"``, ``"auto"`` (bf16 where the device has it natively) or ``"fp16"`` (CUDA);
+        default ``$ASTROKIT_PRECISION``, else :data:`DEFAULT_SCORING_PRECISION`. Resolved
+        where the model runs (each Dask worker for its own device). A reduced precision is
+        used only after the parity guard (:func:`astrokit.models.precision.guard`) found the
+        class probabilities within ``parity_tolerance`` of fp32 on the first rows this
+        process predicts with these weights; every :meth:`fit` makes it check again.
+        Training itself runs in fp32.
+    parity_tolerance : float or None
+        Largest accepted ``|p_reduced - p_fp32|`` (default 1e-3).
     """
 
     def __init__(
@@ -114,8 +132,14 @@ class TorchClassifier:
         seed: int = 0,
         device: str | None = None,
         num_threads: int | None = None,
+        precision: str | None = None,
+        parity_tolerance: float | None = None,
     ) -> None:
+        import os
+
         import torch
+
+        from astrokit.models.precision import PRECISION_ENV, check_precision, check_tolerance
 
         if n_classes < 2:
             raise ValueError(f"TorchClassifier: n_classes must be >= 2, got {n_classes}")
@@ -141,6 +165,13 @@ class TorchClassifier:
         self.seed = int(seed)
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         self.num_threads = num_threads
+        self.precision = check_precision(
+            precision or os.environ.get(PRECISION_ENV) or DEFAULT_SCORING_PRECISION
+        )
+        self.parity_tolerance = check_tolerance(parity_tolerance)
+        # (PrecisionChoice, ParityReport | None) for the current weights in this process
+        self._precision: tuple[Any, Any] | None = None
+        self._precision_lock = threading.Lock()
         self.n_fits = 0
         # the untrained weights, for fit(warm_start=False)
         self._initial_state = copy.deepcopy(module.state_dict())
@@ -151,7 +182,45 @@ class TorchClassifier:
         state["_initial_state"] = None
         # a worker sizes torch's thread pool itself (scoring._use_worker_threads)
         state["num_threads"] = None
+        # each process decides the precision for its own device (and runs its own guard)
+        state["_precision"] = None
+        state["_precision_lock"] = None
         return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self.__dict__.setdefault("precision", DEFAULT_SCORING_PRECISION)
+        self.__dict__.setdefault("parity_tolerance", 1e-3)
+        self._precision = None
+        self._precision_lock = threading.Lock()
+
+    def settle_precision(self, x_sample: np.ndarray) -> tuple[Any, Any]:
+        """Decide once (per process and fitted weights) what predictions compute in.
+
+        Resolves :attr:`precision` for this process's device; a reduced precision then goes
+        through the parity guard on the first rows of ``x_sample`` (class probabilities
+        against fp32).
+
+        Returns
+        -------
+        (PrecisionChoice, ParityReport or None)
+        """
+        from astrokit.models.precision import DEFAULT_PARITY_SAMPLE, guard, resolve_precision
+
+        with self._precision_lock:
+            if self._precision is None:
+                choice = resolve_precision(self.precision, self.device)
+                sample = np.asarray(x_sample[:DEFAULT_PARITY_SAMPLE], dtype=np.float32)
+                if choice.reduced and len(sample):
+                    self._precision = guard(
+                        choice,
+                        lambda c: self._predict_proba(sample, c),
+                        tolerance=self.parity_tolerance,
+                        what="|dp|",
+                    )
+                else:
+                    self._precision = (choice, None)
+            return self._precision
 
     @contextlib.contextmanager
     def _threads(self) -> Iterator[None]:
@@ -236,6 +305,7 @@ class TorchClassifier:
                         break
         module.eval()
         self.n_fits += 1
+        self._precision = None  # new weights: the parity guard checks them again
         log.debug("trained %d steps on %d labels (fit #%d)", n_steps, len(x), self.n_fits)
 
     # -- prediction ------------------------------------------------------------------------
@@ -247,20 +317,31 @@ class TorchClassifier:
             yield torch.from_numpy(x[start : start + size]).to(self.device)
 
     def predict_proba(self, x: np.ndarray) -> np.ndarray:
-        """Class probabilities ``(n, n_classes)`` with dropout off."""
+        """Class probabilities ``(n, n_classes)`` with dropout off, in the settled precision."""
+        choice, _ = self.settle_precision(x)
+        return self._predict_proba(x, choice)
+
+    def _predict_proba(self, x: np.ndarray, choice: Any) -> np.ndarray:
         import torch
+
+        from astrokit.models.precision import autocast
 
         module = self.module.to(self.device).eval()
         out = []
         with torch.inference_mode(), self._threads():
             for xb in self._batches(x):
-                out.append(torch.softmax(module(xb), dim=1).cpu().numpy())
+                with autocast(choice):
+                    logits = module(xb)
+                out.append(torch.softmax(logits.float(), dim=1).cpu().numpy())
         return np.concatenate(out) if out else np.empty((0, self.n_classes), np.float32)
 
     def predict_proba_samples(self, x: np.ndarray, n_samples: int) -> np.ndarray:
         """``n_samples`` MC-dropout draws of the class probabilities: ``(T, n, n_classes)``."""
         import torch
 
+        from astrokit.models.precision import autocast
+
+        choice, _ = self.settle_precision(x)
         module = self.module.to(self.device).eval()
         dropouts = [
             m for m in module.modules() if isinstance(m, torch.nn.modules.dropout._DropoutNd)
@@ -276,13 +357,15 @@ class TorchClassifier:
             for xb in self._batches(x):
                 for m in dropouts:  # only dropout goes stochastic; normalisation stays in eval
                     m.eval()
-                emb = module.embed(xb) if split else None
+                with autocast(choice):
+                    emb = module.embed(xb) if split else None
                 for m in dropouts:
                     m.train()
-                draws = [
-                    torch.softmax(module.head(emb) if split else module(xb), dim=1)
-                    for _ in range(int(n_samples))
-                ]
+                with autocast(choice):
+                    logits = [
+                        module.head(emb) if split else module(xb) for _ in range(int(n_samples))
+                    ]
+                draws = [torch.softmax(z.float(), dim=1) for z in logits]
                 out.append(torch.stack(draws).cpu().numpy())
         for m in dropouts:
             m.eval()

@@ -63,6 +63,10 @@ class ScoreResult:
     seconds : float
         Wall time of the whole scoring step (scatter, tasks, merge).
     n_tasks : int
+    precision : dict or None
+        What the workers scored in (:mod:`astrokit.models.precision`): ``chosen``,
+        ``reasons``, ``fallback`` and the merged ``parity`` report (``max_abs_diff`` is in
+        class probability); None for models without a precision setting.
     """
 
     indices: np.ndarray
@@ -72,6 +76,7 @@ class ScoreResult:
     seconds: float
     n_tasks: int = 0
     task_keys: list[str] = field(default_factory=list)
+    precision: dict[str, Any] | None = None
 
 
 def task_key(iteration: int, shard: int, token: str) -> str:
@@ -155,6 +160,9 @@ def score_shard(
             "predicted_counts": np.zeros(model.n_classes, np.int64),
         }
     x = flux[local]
+    choice = parity = None
+    if hasattr(model, "settle_precision"):  # decided once per worker for these weights
+        choice, parity = model.settle_precision(x)
     if strat.needs_samples:
         with _MC_LOCK:
             samples = model.predict_proba_samples(x, mc_samples)
@@ -179,6 +187,45 @@ def score_shard(
         "keys": keys[order],
         "n_scored": int(local.size),
         "predicted_counts": counts.astype(np.int64),
+        "worker": _worker_name(),
+        "precision": None if choice is None else choice.to_dict(),
+        "parity": None if parity is None else parity.to_dict(),
+    }
+
+
+def _worker_name() -> str:
+    try:
+        import distributed
+
+        return str(distributed.get_worker().address)
+    except (ImportError, ValueError):
+        import os
+
+        return f"pid-{os.getpid()}"
+
+
+def _precision_summary(parts: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """What the scoring tasks computed in, why, and the parity guard's merged report."""
+    from astrokit.models.precision import merge_reports
+
+    choices = [p["precision"] for p in parts if p.get("precision")]
+    if not choices:
+        return None
+    counts: dict[str, int] = {}
+    for c in choices:
+        counts[c["precision"]] = counts.get(c["precision"], 0) + 1
+    per_worker: dict[str, dict[str, Any]] = {}
+    for p in parts:
+        if p.get("parity"):
+            per_worker.setdefault(p.get("worker", str(len(per_worker))), p["parity"])
+    parity = merge_reports(list(per_worker.values()))
+    return {
+        "requested": choices[0]["requested"],
+        "chosen": max(counts, key=counts.get),
+        "reasons": list(dict.fromkeys(c["reason"] for c in choices)),
+        "tasks_by_precision": counts,
+        "fallback": parity is not None and not parity["passed"],
+        "parity": parity,
     }
 
 
@@ -265,12 +312,16 @@ def score_pool(
     counts = np.sum([p["predicted_counts"] for p in parts], axis=0)
     seconds = time.perf_counter() - start
     n_scored = int(sum(p["n_scored"] for p in parts))
+    precision = _precision_summary(parts)
     log.info(
-        "iteration %d: scored %d spectra in %d tasks (%s) in %.2f s",
+        "iteration %d: scored %d spectra in %d tasks (%s, %s) in %.2f s",
         iteration,
         n_scored,
         len(futures),
         strategy,
+        "n/a" if precision is None else f"{precision['chosen']}: {'; '.join(precision['reasons'])}",
         seconds,
     )
-    return ScoreResult(best, best_scores, n_scored, counts, seconds, len(futures), keys)
+    return ScoreResult(
+        best, best_scores, n_scored, counts, seconds, len(futures), keys, precision=precision
+    )

@@ -52,6 +52,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
     sim.add_argument("--json", action="store_true", help="print the full result as JSON")
     sim.add_argument("--workers", type=int, default=2, help="local cluster size when none is set")
     sim.add_argument(
+        "--precision",
+        choices=("auto", "fp32", "bf16", "fp16"),
+        default=None,
+        help="what pool scoring computes in: fp32 (default, $ASTROKIT_PRECISION), bf16, auto "
+        "(bf16 where the workers have it natively and it passes the parity guard), fp16 (CUDA)",
+    )
+    sim.add_argument(
         "--train-threads",
         type=int,
         default=1,
@@ -105,7 +112,7 @@ def _simulate(args: argparse.Namespace) -> int:
             selection=args.selection,
             beta=args.beta,
             model_factory=lambda n_classes, seed: default_model(
-                n_classes, seed=seed, num_threads=args.train_threads
+                n_classes, seed=seed, num_threads=args.train_threads, precision=args.precision
             ),
             client=client,
         )

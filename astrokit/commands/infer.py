@@ -31,6 +31,25 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--max-nan-fraction", type=float, default=None, help="input policy (default 0.05)"
     )
+    parser.add_argument(
+        "--precision",
+        choices=("auto", "fp32", "bf16", "fp16"),
+        default=None,
+        help="auto (default, $ASTROKIT_PRECISION): bf16 where the workers' CPU/GPU has it "
+        "natively and it passes the parity guard, else fp32; fp16 on CUDA only",
+    )
+    parser.add_argument(
+        "--parity-tolerance",
+        type=float,
+        default=None,
+        help="largest |z_reduced - z_fp32| the parity guard accepts (default 1e-3)",
+    )
+    parser.add_argument(
+        "--parity-sample",
+        type=int,
+        default=None,
+        help="rows of its first partition each worker predicts in both precisions (128)",
+    )
     parser.add_argument("--no-resume", action="store_true", help="recompute every partition")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -65,6 +84,9 @@ def run(args: argparse.Namespace) -> int:
             batch_size=args.batch_size,
             device=args.device,
             max_nan_fraction=args.max_nan_fraction,
+            precision=args.precision,
+            parity_tolerance=args.parity_tolerance,
+            parity_sample=args.parity_sample,
             resume=not args.no_resume,
             progress=not args.no_progress,
         )

@@ -30,6 +30,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--threads", type=int, default=None, help="torch CPU threads (default: one per core)"
     )
     parser.add_argument(
+        "--precision",
+        choices=("auto", "fp32", "bf16", "fp16"),
+        default=None,
+        help="what the training steps compute in: fp32 (default, $ASTROKIT_PRECISION), "
+        "bf16, auto (bf16 where the device has it natively) or fp16 (CUDA)",
+    )
+    parser.add_argument(
         "--max-nan-fraction", type=float, default=None, help="input policy (default 0.05)"
     )
 
@@ -64,12 +71,18 @@ def run(args: argparse.Namespace) -> int:
             seed=args.seed,
             device=args.device,
             threads=args.threads,
+            precision=args.precision,
         )
     except (TrainingError, CheckpointError, ConfigError, ShardError, StoreError) as exc:
         print(f"astrokit train: error: {exc}", file=sys.stderr)
         return 2
     json.dump(
-        {"checkpoint": result.url, "seconds": round(result.seconds, 1), **result.metrics},
+        {
+            "checkpoint": result.url,
+            "seconds": round(result.seconds, 1),
+            "precision": result.precision,
+            **result.metrics,
+        },
         sys.stdout,
         indent=1,
     )

@@ -326,7 +326,20 @@ class AstroMAE(nn.Module):
     ``images`` is ``(B, in_chans, image_size, image_size)`` raw flux and ``mags`` is
     ``(B, in_chans)``; both are normalised inside with the ``*_loc``/``*_scale`` buffers, which
     :meth:`set_normalization` fills from training data. The output is ``(B,)`` redshifts.
+
+    Under ``torch.autocast`` (bf16/fp16, :mod:`astrokit.models.precision`) only the parts
+    named in :attr:`reduced_precision_parts` run in the reduced precision; the others run in
+    fp32 with autocast switched off. The default, ``("vit",)``, runs the ViT encoder --
+    186 of the 217 MFLOP per sample of the full configuration -- in bf16 and keeps the
+    Inception branch, the magnitude block and the head in fp32. Measured on the trained demo
+    model over 2,000 test galaxies: bf16 everywhere moved redshifts by up to 5.2e-3 (median
+    7.7e-4); the Inception branch or the magnitude block in bf16 next to the ViT, by 3.9e-3
+    and 5.5e-3; the ViT alone, by 6.9e-6 -- far inside the parity guard's 1e-3.
     """
+
+    #: Names of the parts (``vit``, ``inception``, ``magnitudes``, ``head``) that run in the
+    #: autocast precision; every other part is computed in fp32. Set on an instance to change.
+    reduced_precision_parts: tuple[str, ...] = ("vit",)
 
     def __init__(self, config: str | AstroMAEConfig | dict[str, Any] = "astromae") -> None:
         super().__init__()
@@ -391,8 +404,20 @@ class AstroMAE(nn.Module):
         # stretch), so a few very bright pixels cannot saturate the first layers.
         x = torch.asinh(x)
         m = (mags - self.mag_loc) / self.mag_scale
-        features = torch.cat([self.vit(x), self.inception(x), self.magnitudes(m)], dim=1)
-        return self.head(features).squeeze(1) * self.z_scale + self.z_loc
+        features = torch.cat(
+            [self._part("vit", x), self._part("inception", x), self._part("magnitudes", m)],
+            dim=1,
+        )
+        return self._part("head", features).squeeze(1).float() * self.z_scale + self.z_loc
+
+    def _part(self, name: str, x: torch.Tensor) -> torch.Tensor:
+        """Run sub-module ``name``, in fp32 unless autocast is on and it may use it."""
+        module = getattr(self, name)
+        device = x.device.type
+        if name in self.reduced_precision_parts or not torch.is_autocast_enabled(device):
+            return module(x)
+        with torch.autocast(device_type=device, enabled=False):
+            return module(x.float())
 
 
 def count_parameters(model: nn.Module) -> int:

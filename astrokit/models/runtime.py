@@ -24,6 +24,8 @@ import numpy as np
 if TYPE_CHECKING:  # torch is imported where it is used: the client side of a run needs none
     import torch
 
+    from astrokit.models.precision import PrecisionChoice
+
 log = logging.getLogger(__name__)
 
 __all__ = [
@@ -121,13 +123,18 @@ def predict_arrays(
     *,
     batch_size: int | None = None,
     device: torch.device | None = None,
+    precision: PrecisionChoice | None = None,
 ) -> np.ndarray:
     """Predict redshifts for already-screened rows, batch by batch, without autograd.
 
     Returns a float32 array of ``len(images)`` predictions. The model is not moved; inputs go
-    to the model's device (or ``device``).
+    to the model's device (or ``device``). ``precision`` (from
+    :func:`astrokit.models.precision.resolve_precision`) runs the forward passes under its
+    autocast; None or fp32 runs them in float32.
     """
     import torch
+
+    from astrokit.models.precision import autocast
 
     if device is None:
         device = next(model.parameters()).device
@@ -140,7 +147,7 @@ def predict_arrays(
     was_training = model.training
     model.eval()
     try:
-        with torch.inference_mode():
+        with torch.inference_mode(), autocast(precision):
             for start in range(0, n, batch_size):
                 stop = min(n, start + batch_size)
                 x = torch.from_numpy(np.ascontiguousarray(images[start:stop])).to(device)

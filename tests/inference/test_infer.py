@@ -118,6 +118,7 @@ def test_infer_is_exact_and_matches_in_process(
         out=out,
         client=cluster_client,
         partition_mb=1.0,
+        precision="fp32",  # compared with fp32 in-process predictions below
         progress=False,
     )
     s = result.summary
