@@ -11,7 +11,12 @@ an **independent test survey** (another seed, so other galaxies, noise and redsh
 * ``test``: the model's photo-z metrics on the independent survey, and those of the
   predict-the-training-mean baseline on the same rows; ``ratios`` divides model by baseline
   (smaller is better: sigma_MAD, MAE, MSE, outlier fraction);
-* ``train_seconds`` and the load average (the machine may be shared).
+* ``train_seconds`` and the load average (the machine may be shared);
+* ``precisions``: the same training in each of ``--precisions`` (default ``fp32,auto``;
+  :mod:`astrokit.models.precision`, ``auto`` is bf16 on a CPU with native bf16): training
+  time, the precision chosen and why, and validation and test metrics of the weights it
+  produced (every model is evaluated in fp32, so the numbers compare the weights). The
+  top-level figures are the fp32 run's, which is the demo model (``model.pt``).
 
 Usage::
 
@@ -49,7 +54,15 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--galaxies", type=int, default=None, help="training survey size")
     parser.add_argument("--test-galaxies", type=int, default=None, help="test survey size")
     parser.add_argument("--workdir", default=None, help="scratch directory (default: temp)")
+    parser.add_argument(
+        "--precisions",
+        default="fp32,auto",
+        help="comma-separated training precisions to compare (fp32 always runs first)",
+    )
     args = parser.parse_args(argv)
+    precisions = ["fp32"] + [
+        p for p in dict.fromkeys(args.precisions.split(",")) if p.strip() and p != "fp32"
+    ]
     galaxies = args.galaxies or (300 if args.quick else DEFAULT_GALAXIES)
     test_galaxies = args.test_galaxies or (200 if args.quick else 2000)
     preset = dict(DEMO_PRESET)
@@ -71,25 +84,48 @@ def main(argv: list[str] | None = None) -> dict:
         with local_cluster(2, 1, dashboard_address=None) as cluster, Client(cluster) as client:
             ingest(f"{base}/train-survey/cutouts", f"{base}/train-shards", client=client)
             ingest(f"{base}/test-survey/cutouts", f"{base}/test-shards", client=client)
-            t0 = time.perf_counter()
-            trained = train(f"{base}/train-shards", out=f"{base}/model.pt", **preset)
-            train_seconds = time.perf_counter() - t0
-
             import astrokit
 
-            result = astrokit.infer(
-                f"{base}/test-shards",
-                model=f"{base}/model.pt",
-                out=f"{base}/test-pred",
-                client=client,
-                progress=False,
-            )
-        catalog = result.to_pandas()
+            runs = {}
+            for precision in precisions:
+                name = "model.pt" if precision == "fp32" else f"model-{precision}.pt"
+                t0 = time.perf_counter()
+                trained = train(
+                    f"{base}/train-shards", out=f"{base}/{name}", precision=precision, **preset
+                )
+                seconds = time.perf_counter() - t0
+                # every model predicted in fp32: the comparison is between the weights
+                result = astrokit.infer(
+                    f"{base}/test-shards",
+                    model=f"{base}/{name}",
+                    out=f"{base}/test-pred-{precision}",
+                    client=client,
+                    precision="fp32",
+                    progress=False,
+                )
+                runs[precision] = (trained, seconds, result.to_pandas(), result)
+        trained, train_seconds, catalog, result = runs["fp32"]
         z_mean = float(np.mean(load_shard_arrays(f"{base}/train-shards")["z"]))
-        # rows with a prediction (bad inputs are reported, not predicted) and a known z
-        known = catalog[np.isfinite(catalog["z_true"]) & np.isfinite(catalog["z_pred"])]
-        model_test = photoz_metrics(known["z_pred"].to_numpy(), known["z_true"].to_numpy())
+
+        def test_metrics(catalog):
+            # rows with a prediction (bad inputs are reported, not predicted) and a known z
+            known = catalog[np.isfinite(catalog["z_true"]) & np.isfinite(catalog["z_pred"])]
+            return known, photoz_metrics(known["z_pred"].to_numpy(), known["z_true"].to_numpy())
+
+        known, model_test = test_metrics(catalog)
         baseline_test = photoz_metrics(np.full(len(known), z_mean), known["z_true"].to_numpy())
+        by_precision = {
+            precision: {
+                "precision": run[0].precision,
+                "train_seconds": round(run[1], 1),
+                "validation_sigma_mad": round(run[0].metrics["val"]["sigma_mad"], 5),
+                "test": {
+                    k: round(v, 5) if isinstance(v, float) else v
+                    for k, v in test_metrics(run[2])[1].items()
+                },
+            }
+            for precision, run in runs.items()
+        }
     finally:
         if args.workdir is None:
             shutil.rmtree(work, ignore_errors=True)
@@ -120,6 +156,7 @@ def main(argv: list[str] | None = None) -> dict:
             "baseline_mean": rounded(baseline_test),
             "ratios_model_to_baseline": ratios,
         },
+        "precisions": by_precision,
         "cpus": os.cpu_count(),
         "loadavg_start": load_start,
         "loadavg_end": [round(x, 2) for x in os.getloadavg()],

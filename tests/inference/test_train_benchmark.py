@@ -17,3 +17,11 @@ def test_train_benchmark_quick(tmp_path):
         ratio = test["ratios_model_to_baseline"][key]
         assert ratio is None or ratio >= 0
         assert key in report["validation"]["model"]
+    # the same training in fp32 (the demo model, the figures above) and in auto
+    runs = report["precisions"]
+    assert list(runs) == ["fp32", "auto"]
+    assert runs["fp32"]["precision"]["precision"] == "fp32"
+    assert runs["auto"]["precision"]["requested"] == "auto"
+    assert runs["fp32"]["test"]["sigma_mad"] == test["model"]["sigma_mad"]
+    for run in runs.values():
+        assert run["train_seconds"] > 0 and run["test"]["n"] == test["model"]["n"]
