@@ -1,7 +1,10 @@
 # AstroKit: `make run` starts the platform, `make test` runs the tests.
 # Both install whatever is missing first, so they work on a fresh machine.
 SHELL := /bin/bash
-PYTHON ?= python3
+# As root the hub runs each user's server under that user's own account, so the virtual
+# environment must be built on an interpreter every account can run: Debian's, not one
+# under /root (pyenv's), which other accounts cannot even reach.
+PYTHON ?= $(shell if [ "$$(id -u)" = 0 ] && [ -x /usr/bin/python3 ]; then echo /usr/bin/python3; else echo python3; fi)
 VENV ?= .venv
 PY := $(VENV)/bin/python
 BIN := $(VENV)/bin

@@ -116,6 +116,9 @@ def prepare(
     try:
         for key in ("shared_url", "users_url", "models_url"):
             _path(layout[key]).mkdir(parents=True, exist_ok=True)
+        # users/<name>/ belong to their owners (0700, made by the spawner); users/ itself can
+        # be passed through but not listed, so nobody learns who else has an area.
+        _path(layout["users_url"]).chmod(0o711)
         # Explicit, so that a spawner-style environment (whose store refuses shared/) cannot
         # change where or whether the seed is written.
         store = open_store(

@@ -9,7 +9,6 @@ Settings read from the environment (all optional; defaults in brackets):
 
 - ASTROKIT_RUN_DIR: state directory [./.run]
 - ASTROKIT_HUB_IP, ASTROKIT_HUB_PORT: where the hub listens [127.0.0.1, 8000]
-- ASTROKIT_SHARED_PASSWORD: password for every non-admin user [generated]
 - ASTROKIT_ADMIN_USER: the administrator's user name [admin]
 - ASTROKIT_STORE_URL: object store root [<run>/store]
 - ASTROKIT_MODEL_URL: default photo-z checkpoint [<store>/shared/models/photoz-small.pt]
@@ -18,7 +17,11 @@ Settings read from the environment (all optional; defaults in brackets):
 - ASTROKIT_CLUSTER_IDLE_TIMEOUT: seconds before idle Dask workers are released [600]
 - ASTROKIT_CLUSTER_IDLE_MINIMUM: workers kept while idle [0]
 
-The generated passwords are stored (mode 0600) under the run dir and printed at start.
+Users have passwords of their own (NativeAuthenticator, bcrypt hashes in the hub's database):
+they sign up at /hub/signup and the admin authorizes them at /hub/authorize. The admin's
+first password is generated into <run dir>/admin-password (mode 0600) and its path printed at
+start. When the hub runs as root, each user's server runs as the system account
+astrokit-<name> with cgroup limits (see the README's "Security model").
 """
 
 import os
@@ -31,6 +34,14 @@ c = get_config()
 run_dir = Path(os.environ.get("ASTROKIT_RUN_DIR", ".run")).resolve()
 run_dir.mkdir(parents=True, exist_ok=True)
 os.environ["ASTROKIT_RUN_DIR"] = str(run_dir)  # the spawner's default reads it
+# Files the hub makes (database, cookie secret, proxy pid) are its own alone, and so are the
+# files servers make unless they say otherwise. The run dir can be traversed (homes, servers
+# and the store live below it) but not listed.
+os.umask(0o077)
+run_dir.chmod(0o711)
+for _name in ("jupyterhub.sqlite", "jupyterhub_cookie_secret", "admin-password"):
+    if (run_dir / _name).exists():
+        (run_dir / _name).chmod(0o600)
 
 
 def _secret_file(name: str, length: int) -> str:
@@ -55,15 +66,19 @@ c.JupyterHub.db_url = f"sqlite:///{run_dir / 'jupyterhub.sqlite'}"
 c.JupyterHub.cookie_secret_file = str(run_dir / "jupyterhub_cookie_secret")
 c.ConfigurableHTTPProxy.pid_file = str(run_dir / "jupyterhub-proxy.pid")
 
-# --- authentication: one shared password (swap in OAuthenticator for an institution) -------
+# --- authentication: a password per user (swap in OAuthenticator for an institution) -------
 admin_user = os.environ.get("ASTROKIT_ADMIN_USER", "admin")
-user_password = os.environ.get("ASTROKIT_SHARED_PASSWORD") or _secret_file("shared-password", 12)
-admin_password = _secret_file("admin-password", 32)
-c.JupyterHub.authenticator_class = "shared-password"
-c.SharedPasswordAuthenticator.user_password = user_password
-c.SharedPasswordAuthenticator.admin_password = admin_password
+_secret_file("admin-password", 18)
+c.JupyterHub.authenticator_class = "astrokit_spawner.auth.AstroKitAuthenticator"
+c.AstroKitAuthenticator.password_files = {admin_user: str(run_dir / "admin-password")}
 c.Authenticator.admin_users = {admin_user}
-c.Authenticator.allow_all = True
+# Hub names become system accounts (astrokit-<name>): letters, digits, '-', '_'.
+c.Authenticator.username_pattern = r"^[a-z][a-z0-9_-]{0,22}$"
+c.Authenticator.allow_all = True  # who may log in is decided by the admin's authorization
+c.NativeAuthenticator.minimum_password_length = 8
+c.NativeAuthenticator.check_common_password = True
+c.NativeAuthenticator.allowed_failed_logins = 5
+c.NativeAuthenticator.seconds_before_next_try = 60
 
 # --- spawner: a notebook plus its own TLS Dask cluster per server -------------------------
 c.JupyterHub.spawner_class = "astrokit"
@@ -114,11 +129,19 @@ c.JupyterHub.load_roles = [
 
 # --- banner (a config file may print; it is read once at hub start) ---------------------
 _url = f"http://{hub_ip}:{hub_port}/"
+_isolation = (
+    "each user runs as system account astrokit-<name>, with cgroup limits"
+    if os.geteuid() == 0
+    else f"NOT root: every server runs as {os.environ.get('USER', 'this account')}; "
+    "one hub user only (c.AstroKitSpawner.single_account)"
+)
 _banner = f"""
 ================================ AstroKit ================================
  Hub:        {_url}
- Log in:     any user name, password: {user_password}
- Admin:      user '{admin_user}', password in {run_dir / "admin-password"}
+ Admin:      log in as '{admin_user}' with the password in {run_dir / "admin-password"}
+ Users:      sign up at {_url}hub/signup; the admin authorizes them at
+             {_url}hub/authorize (and resets passwords at /hub/change-password/<name>)
+ Isolation:  {_isolation}
  Store:      {c.AstroKitSpawner.store_url}
  Idle:       servers stopped after {cull_timeout} s idle; Dask workers released
              after {c.AstroKitSpawner.cluster_idle_timeout:g} s idle

@@ -159,23 +159,28 @@ async def terminate_server(
         Pids that survived even SIGKILL (normally empty; logged as errors).
     """
     leaders = [p for p in (r.process() for r in refs if r is not None) if p is not None]
+
+    async def tagged() -> list[psutil.Process]:
+        # A scan of every process's environment: off the event loop, which serves all users.
+        return await asyncio.to_thread(tagged_processes, server_id)
+
     if grace > 0:
         for proc in leaders:
             _signal_group(proc, signal.SIGTERM)
         # Tagged strays (e.g. kernels in their own sessions) get the same chance to exit.
-        for proc in tagged_processes(server_id):
+        for proc in await tagged():
             if proc not in leaders:
                 with contextlib.suppress(psutil.NoSuchProcess):
                     proc.terminate()
-        await _wait_gone([*leaders, *tagged_processes(server_id)], time.monotonic() + grace)
-    survivors = _alive([*leaders, *tagged_processes(server_id)])
+        await _wait_gone([*leaders, *await tagged()], time.monotonic() + grace)
+    survivors = _alive([*leaders, *await tagged()])
     for proc in survivors:
         _signal_group(proc, signal.SIGKILL)
         with contextlib.suppress(psutil.NoSuchProcess):
             proc.kill()
     left = await _wait_gone(survivors, time.monotonic() + kill_timeout)
     # A final sweep: something may have been forked while we were killing its parent.
-    late = [p for p in tagged_processes(server_id) if p not in left]
+    late = [p for p in await tagged() if p not in left]
     for proc in late:
         with contextlib.suppress(psutil.NoSuchProcess):
             proc.kill()

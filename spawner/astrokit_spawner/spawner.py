@@ -15,19 +15,23 @@ and then ends whatever is left; ``stop()`` ends every process the spawn started 
 :mod:`astrokit_spawner.processes`). State (pids with creation times, scheduler address, paths)
 survives a hub restart through ``get_state``/``load_state``.
 
-Security model: like JupyterHub's ``SimpleLocalProcessSpawner``, every process runs as the
-hub's OS user. Clusters are isolated from each other by TLS - the scheduler and workers
-accept only peers holding certificates signed by that server's own CA, so a client with
-another server's credentials (or none) is refused. This protects against mistakes and
-against other users' *network* access; it is not a sandbox between mutually hostile users,
-who share an OS account here and could read each other's files. Deployments that need that
-use system users or the Kubernetes backend.
+Security model (see the README's "Security model"): when the hub runs as root, every
+process of a server runs under the hub user's own Unix account (:mod:`.accounts`), inside
+control groups that enforce the profile's memory, CPU and process limits
+(:mod:`.cgroups`); the server's files (TLS keys, logs, state) belong to that account with
+modes 0600/0700, and its Dask dashboard port accepts connections from that account only
+(:mod:`.firewall`). Clusters are isolated from each other by TLS as well - the scheduler and
+workers accept only peers holding certificates signed by that server's own CA. When the hub
+is not root everything runs as the hub's own account; the spawner then serves one hub user
+only, unless the admin sets ``single_account = True`` knowing that those users can then read
+and stop each other's work.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import secrets
 import shutil
@@ -38,12 +42,22 @@ from subprocess import DEVNULL, Popen
 from typing import Any
 from urllib.parse import unquote, urlparse
 
-from jupyterhub.spawner import Spawner, SpawnException
+from jupyterhub.spawner import Spawner, SpawnException, set_user_setuid
 from jupyterhub.utils import random_port
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 from traitlets import Bool, Float, Integer, Unicode, default
 
-from .cluster_manager import ClusterSpec, read_status, write_json_atomic
+from . import firewall
+from .accounts import (
+    AccountError,
+    SystemAccount,
+    account_name,
+    chown_tree,
+    ensure_account,
+    make_parents_traversable,
+)
+from .cgroups import CgroupError, Limits, ServerCgroups, detect
+from .cluster_manager import ClusterSpec, read_status
 from .environment import (
     SERVER_ID,
     ClientTLSPaths,
@@ -196,6 +210,53 @@ class AstroKitSpawner(SlurmSpawnerMixin, ProfilesMixin, Spawner):
         help="Seconds processes get to exit after SIGTERM on stop before SIGKILL.",
     ).tag(config=True)
 
+    # --- isolation between users (embedded default) ------------------------------------
+    system_user_prefix = Unicode(
+        "astrokit-",
+        help="""When the hub runs as root, each hub user's processes run as the system account
+        <prefix><hub user name> (e.g. astrokit-ada), created on first spawn with a 0700 home
+        (home_dir_template) and kept afterwards. Hub names that cannot become account names
+        (upper case, spaces, longer than 32 characters with the prefix) are refused.""",
+    ).tag(config=True)
+
+    single_account = Bool(
+        False,
+        help="""Only when the hub does NOT run as root: allow more than one hub user to spawn,
+        all of them under the hub's own account. Those users can then read each other's files,
+        credentials and processes, and stop each other's work. Off by default: a non-root hub
+        serves the first user who spawns and refuses every other one with a message. Ignored
+        when the hub runs as root (servers never run as root).""",
+    ).tag(config=True)
+
+    enforce_limits = Bool(
+        True,
+        help="""Apply the profile's notebook memory/CPU and the cluster's memory/CPU as cgroup
+        limits (v1 or v2, detected), with an equal CPU weight per account. When the hub runs
+        as root and no cgroup hierarchy is writable, spawns fail with a message rather than
+        run unlimited; set False to run without limits knowingly.""",
+    ).tag(config=True)
+
+    max_processes = Integer(
+        4096,
+        min=0,
+        help="Most processes and threads one server may have (cgroup pids limit; 0: none).",
+    ).tag(config=True)
+
+    scheduler_memory = Integer(
+        1024**3,
+        min=0,
+        help="""Bytes allowed on top of the workers' memory in the cluster's cgroup, for the
+        cluster manager and the Dask scheduler.""",
+    ).tag(config=True)
+
+    dashboard_firewall = Bool(
+        True,
+        help="""When the hub runs as root, add a packet-filter rule (iptables, owner match) so
+        that a server's Dask dashboard port accepts connections from its owner's account only:
+        other users can reach it neither directly nor through their own
+        /user/<name>/proxy/<port>/. Spawns fail with a message when iptables is missing.""",
+    ).tag(config=True)
+
     @default("cmd")
     def _default_cmd(self) -> list[str]:
         return [str(Path(sys.executable).parent / "jupyterhub-singleuser")]
@@ -209,6 +270,7 @@ class AstroKitSpawner(SlurmSpawnerMixin, ProfilesMixin, Spawner):
     server_dir = Unicode("")
     scheduler_address = Unicode("")
     dashboard_port = Integer(0)
+    account = Unicode("")
     notebook_ref: ProcessRef | None = None
     manager_ref: ProcessRef | None = None
 
@@ -230,6 +292,7 @@ class AstroKitSpawner(SlurmSpawnerMixin, ProfilesMixin, Spawner):
                 "server_dir": self.server_dir,
                 "scheduler_address": self.scheduler_address,
                 "dashboard_port": self.dashboard_port,
+                "account": self.account,
                 "port": self.port,
                 "notebook": self.notebook_ref.to_dict() if self.notebook_ref else None,
                 "manager": self.manager_ref.to_dict() if self.manager_ref else None,
@@ -247,6 +310,7 @@ class AstroKitSpawner(SlurmSpawnerMixin, ProfilesMixin, Spawner):
         self.server_dir = data.get("server_dir", "")
         self.scheduler_address = data.get("scheduler_address", "")
         self.dashboard_port = int(data.get("dashboard_port") or 0)
+        self.account = data.get("account", "")
         self.port = int(data.get("port") or 0)
         self.notebook_ref = ProcessRef.from_dict(data.get("notebook"))
         self.manager_ref = ProcessRef.from_dict(data.get("manager"))
@@ -260,6 +324,7 @@ class AstroKitSpawner(SlurmSpawnerMixin, ProfilesMixin, Spawner):
         self.server_dir = ""
         self.scheduler_address = ""
         self.dashboard_port = 0
+        self.account = ""
         self.notebook_ref = None
         self.manager_ref = None
 
@@ -283,7 +348,8 @@ class AstroKitSpawner(SlurmSpawnerMixin, ProfilesMixin, Spawner):
     def get_env(self) -> dict[str, str]:
         """JupyterHub's environment plus home, store variables and the server id."""
         env = super().get_env()
-        env["USER"] = self.user.name
+        env["USER"] = self.account or self.user.name
+        env["LOGNAME"] = env["USER"]
         env["HOME"] = str(self.home_dir)
         env["SHELL"] = "/bin/bash"
         env.update(store_environment(self.store_settings(), self.user.name))
@@ -291,14 +357,123 @@ class AstroKitSpawner(SlurmSpawnerMixin, ProfilesMixin, Spawner):
             env[SERVER_ID] = self.server_id
         return env
 
-    def _prepare_store(self) -> None:
-        """Create the user's prefix for file:// stores (S3 prefixes need no creation)."""
+    def _prepare_store(self, account: SystemAccount | None) -> None:
+        """Create the user's prefix for file:// stores (S3 prefixes need no creation).
+
+        With accounts, ``users/`` is traversable but not listable (0711) and the user's own
+        prefix belongs to the user alone (0700): the OS, not only the library, keeps other
+        users out of it.
+        """
         parsed = urlparse(self.store_url)
         if parsed.scheme != "file":
             return
         env = store_environment(self.store_settings(), self.user.name)
         user_path = Path(unquote(urlparse(env["ASTROKIT_USER_URL"]).path))
+        if account is not None:
+            make_parents_traversable(user_path)
         user_path.mkdir(parents=True, exist_ok=True)
+        if account is not None:
+            if user_path.parent.stat().st_uid == 0:
+                user_path.parent.chmod(0o711)
+            os.chown(user_path, account.uid, account.gid)
+            user_path.chmod(0o700)
+
+    # --- accounts, limits ------------------------------------------------------------
+    runs_as_root = Bool(
+        help="""Whether servers run under per-user system accounts: true exactly when the hub
+        is root. Not configurable; unit tests of the progress stream turn it off.""",
+    )
+
+    @default("runs_as_root")
+    def _default_runs_as_root(self) -> bool:
+        return os.geteuid() == 0
+
+    async def _resolve_account(self) -> SystemAccount | None:
+        """The user's system account (created if needed), or None on a non-root hub."""
+        if not self.runs_as_root:
+            self._claim_single_account()
+            return None
+        try:
+            name = account_name(self.system_user_prefix, self.user.name)
+            account = await ensure_account(name, self.home_dir)
+        except AccountError as exc:
+            raise SpawnException(str(exc), reason="account", status_code=400) from exc
+        self.account = account.name
+        return account
+
+    def _claim_single_account(self) -> None:
+        """On a non-root hub, serve one hub user only unless single_account is set."""
+        if self.single_account:
+            return
+        owner_file = Path(self.run_dir) / "single-account-user"
+        owner_file.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            fd = os.open(owner_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            owner = owner_file.read_text().strip()
+            if owner != self.user.name:
+                raise SpawnException(
+                    f"This hub does not run as root, so every server would run under its one "
+                    f"account ({os.environ.get('USER') or os.getuid()}), where users could read "
+                    f"and stop each other's work. It serves {owner!r} only; the admin can set "
+                    "c.AstroKitSpawner.single_account = True to share that account knowingly.",
+                    reason="single-account",
+                    status_code=403,
+                ) from None
+            return
+        with os.fdopen(fd, "w") as handle:
+            handle.write(self.user.name + "\n")
+
+    def _check_reachable(self, account: SystemAccount) -> None:
+        """Fail early, with the path, if the account cannot run this Python environment."""
+        for exe in (self.cmd[0], self.cluster_python):
+            path = Path(exe).absolute()
+            for directory in {*path.parents, *path.resolve().parents}:
+                mode = directory.stat().st_mode
+                if not mode & 0o001:
+                    raise SpawnException(
+                        f"The Python environment {path.parent} cannot be used by account "
+                        f"{account.name}: {directory} is not searchable by other users",
+                        reason="environment",
+                        status_code=500,
+                    )
+
+    def _cgroups(self) -> ServerCgroups | None:
+        """The server's cgroups (not created), or None when limits are not enforced."""
+        if not (self.enforce_limits and self.runs_as_root and self.server_id):
+            return None
+        tree = detect()
+        if tree is None:
+            return None
+        return tree.server(self.account or "hub", self.server_id)
+
+    def _make_cgroups(self, profile: Profile) -> ServerCgroups | None:
+        cgroups = self._cgroups()
+        if cgroups is None:
+            if self.enforce_limits and self.runs_as_root:
+                raise SpawnException(
+                    "Resource limits cannot be enforced: no writable cgroup hierarchy "
+                    "(v1 or v2) under /sys/fs/cgroup",
+                    reason="limits",
+                    status_code=500,
+                    log_message="set c.AstroKitSpawner.enforce_limits = False to run unlimited",
+                )
+            return None
+        limits = {
+            "notebook": Limits(memory_bytes=profile.notebook_memory, cpus=profile.notebook_cpu),
+            "cluster": Limits(
+                memory_bytes=profile.n_workers * profile.worker_memory + self.scheduler_memory,
+                cpus=float(profile.n_workers * profile.threads_per_worker),
+            ),
+        }
+        try:
+            cgroups.create(limits, server_pids=self.max_processes or None)
+        except CgroupError as exc:
+            raise SpawnException(
+                "Resource limits could not be applied", reason="limits", status_code=500,
+                log_message=str(exc),
+            ) from exc  # fmt: skip
+        return cgroups
 
     # --- progress -------------------------------------------------------------------
     def _advance(self, part: str, fraction: float, message: str) -> None:
@@ -334,8 +509,32 @@ class AstroKitSpawner(SlurmSpawnerMixin, ProfilesMixin, Spawner):
             self.log.exception("progress stream for %s failed", self._log_name)
 
     # --- start ----------------------------------------------------------------------
-    def _launch(self, cmd: list[str], env: dict[str, str], log_path: Path, cwd: Path) -> Popen:
-        with open(log_path, "ab") as log:
+    def _launch(
+        self,
+        cmd: list[str],
+        env: dict[str, str],
+        log_path: Path,
+        cwd: Path,
+        *,
+        account: SystemAccount | None,
+        cgroups: ServerCgroups | None,
+        part: str,
+    ) -> Popen:
+        """Start one top-level process of the server, as ``account`` inside its cgroup."""
+        fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        if account is not None:
+            os.fchown(fd, account.uid, account.gid)
+        switch_user = set_user_setuid(account.name, chdir=False) if account else None
+
+        def preexec() -> None:
+            # Runs in the child between fork and exec: the cgroup first (it needs root),
+            # then the account; everything the process starts inherits both.
+            if cgroups is not None:
+                cgroups.enter(part)
+            if switch_user is not None:
+                switch_user()
+
+        with os.fdopen(fd, "ab") as log:
             proc = Popen(
                 cmd,
                 env=env,
@@ -344,9 +543,20 @@ class AstroKitSpawner(SlurmSpawnerMixin, ProfilesMixin, Spawner):
                 stdout=log,
                 stderr=log,
                 start_new_session=True,  # own session: survives hub restarts, one group to end
+                preexec_fn=preexec if (cgroups or switch_user) else None,
             )
         self._popens.append(proc)
         return proc
+
+    def _write_owned(self, path: Path, text: str, account: SystemAccount | None) -> None:
+        """Write a file the server's processes read (0600, owned by the account)."""
+        tmp = path.with_name(f".{path.name}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+        if account is not None:
+            os.chown(tmp, account.uid, account.gid)
+        os.replace(tmp, path)
 
     async def start(self) -> tuple[str, int]:
         """Start the cluster and the notebook; return once both are ready."""
@@ -379,18 +589,39 @@ class AstroKitSpawner(SlurmSpawnerMixin, ProfilesMixin, Spawner):
                 secrets.token_hex(4),
             ]
         )
-        server_dir = Path(self.run_dir) / "servers" / self.server_id
-        server_dir.mkdir(mode=0o700, parents=True, exist_ok=False)
+        self._emit(5, f"Profile {profile.name}: {profile.summary()}")
+        account = await self._resolve_account()
+        if account is not None:
+            self._check_reachable(account)
+        servers = Path(self.run_dir) / "servers"
+        if account is not None:
+            # Each server's directory (0700) is reachable by its owner only.
+            make_parents_traversable(servers / "x")
+        servers.mkdir(parents=True, exist_ok=True)
+        server_dir = servers / self.server_id
+        server_dir.mkdir(mode=0o700, exist_ok=False)
         self.server_dir = str(server_dir)
         self.port = self.port or random_port()
         self.dashboard_port = random_port()
 
-        self._emit(5, f"Profile {profile.name}: {profile.summary()}")
-        creds = make_credentials(server_dir / "tls", self.server_id)
+        # Key generation and file writes run off the event loop: a hub serving many users
+        # must keep answering while one of them spawns.
+        creds = await asyncio.to_thread(make_credentials, server_dir / "tls", self.server_id)
         self._emit(10, "TLS credentials made for this server")
 
-        self.home_dir.mkdir(parents=True, exist_ok=True)
-        self._prepare_store()
+        self.home_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self._prepare_store(account)
+        if account is not None:
+            await asyncio.to_thread(chown_tree, server_dir, account)
+        cgroups = self._make_cgroups(profile)
+        if account is not None and self.dashboard_firewall:
+            try:
+                await firewall.allow_only_owner(self.dashboard_port, account.uid, self.server_id)
+            except firewall.FirewallError as exc:
+                raise SpawnException(
+                    "Your Dask dashboard could not be made private", reason="firewall",
+                    status_code=500, log_message=str(exc),
+                ) from exc  # fmt: skip
         base_env = self.get_env()
 
         # The scheduler port is chosen here so that the notebook, which needs the address in
@@ -413,12 +644,15 @@ class AstroKitSpawner(SlurmSpawnerMixin, ProfilesMixin, Spawner):
             dashboard_port=self.dashboard_port,
             **self.slurm_spec_fields(profile),  # Slurm hook 1: workers as Slurm jobs
         )
-        (server_dir / "cluster-spec.json").write_text(spec.to_json())
+        self._write_owned(server_dir / "cluster-spec.json", spec.to_json(), account)
         manager = self._launch(
             cluster_manager_command(self.cluster_python, str(server_dir / "cluster-spec.json")),
             cluster_environment(base_env, threads_per_worker=profile.threads_per_worker),
             server_dir / "cluster.log",
             server_dir,
+            account=account,
+            cgroups=cgroups,
+            part="cluster",
         )
         self.manager_ref = ProcessRef.of(manager.pid)
         self._emit(15, "Starting the Dask scheduler")
@@ -438,13 +672,20 @@ class AstroKitSpawner(SlurmSpawnerMixin, ProfilesMixin, Spawner):
             )
         )
         notebook = self._launch(
-            notebook_command(self.cmd, self.get_args(), as_root=os.geteuid() == 0),
+            notebook_command(
+                self.cmd, self.get_args(), as_root=account is None and self.runs_as_root
+            ),
             env,
             server_dir / "notebook.log",
             self.home_dir,
+            account=account,
+            cgroups=cgroups,
+            part="notebook",
         )
         self.notebook_ref = ProcessRef.of(notebook.pid)
-        write_json_atomic(server_dir / "notebook.json", self.notebook_ref.to_dict())
+        self._write_owned(
+            server_dir / "notebook.json", json.dumps(self.notebook_ref.to_dict()), account
+        )
         self._emit(20, "Starting the notebook server")
 
         await _all_or_cancel(
@@ -557,12 +798,22 @@ class AstroKitSpawner(SlurmSpawnerMixin, ProfilesMixin, Spawner):
             [self.notebook_ref, self.manager_ref], server_id, grace=grace
         )
         await self.cancel_slurm_jobs()  # Slurm hook 3: no job outlives the server
+        # The cgroups hold every process the server started, including any that left its
+        # session or dropped the id variable: end whatever the sweep above could not see.
+        cgroups = self._cgroups()
+        if cgroups is not None:
+            left = await cgroups.kill()
+            if left:
+                self.log.error("%s: pids %s survived in its cgroups", self._log_name, left)
+            cgroups.remove()
+        if self.account:
+            await firewall.remove_rules(server_id)
         self._reap()
         if survivors:
             self.log.error("%s: pids %s survived SIGKILL", self._log_name, survivors)
         if self.server_dir:
             # Credentials and scratch of a stopped server are useless; keep nothing around.
-            shutil.rmtree(self.server_dir, ignore_errors=True)
+            await asyncio.to_thread(shutil.rmtree, self.server_dir, ignore_errors=True)
 
     async def stop(self, now: bool = False) -> None:
         """End every process of the server (notebook, kernels, scheduler, workers)."""

@@ -195,7 +195,10 @@ c.AstroKitSpawner.cluster_idle_timeout = 0  # tests count workers; idle release 
         session = requests.Session()
         page = session.get(f"{self.url}/hub/login", timeout=30)
         match = re.search(r'name="_xsrf" value="([^"]+)"', page.text)
-        data = {"username": user, "password": password or self.password_for(user)}
+        data = {
+            "username": user,
+            "password": self.password_for(user) if password is None else password,
+        }
         if match:
             data["_xsrf"] = match.group(1)
         r = session.post(f"{self.url}/hub/login", data=data, allow_redirects=False, timeout=30)

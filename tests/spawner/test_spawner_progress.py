@@ -20,7 +20,13 @@ DEADLINE = 30.0
 def _spawner(tmp_path, **config):
     # The mixin and start() read only .name and .groups of JupyterHub's User object here.
     user = SimpleNamespace(name="ada", groups=[])
-    return AstroKitSpawner(user=user, run_dir=str(tmp_path / "run"), **config)
+    # As the hub's own account (no system account is created for a progress test), which a
+    # root test run must ask for explicitly.
+    spawner = AstroKitSpawner(
+        user=user, run_dir=str(tmp_path / "run"), single_account=True, **config
+    )
+    spawner.runs_as_root = False
+    return spawner
 
 
 async def _collect(spawner):
