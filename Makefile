@@ -13,7 +13,7 @@ STORE_DIR ?= $(RUN_DIR)/store
 CHP := deploy/local/node_modules/.bin/configurable-http-proxy
 PYTEST_ARGS ?=
 
-.PHONY: run test install lint format seed model bench clean browser slurm
+.PHONY: run test install lint format seed model bench clean browser slurm hostpkgs
 
 # --- installation -----------------------------------------------------------------------
 # torch first and pinned: 2.13.0 is a local CPU wheel; anything unpinned pulls GBs of CUDA.
@@ -44,7 +44,14 @@ slurm:
 	    apt-get install -y -qq --no-install-recommends $(SLURM_PACKAGES) >/dev/null; \
 	  else echo "Slurm missing: the tests in tests/slurm will fail (install $(SLURM_PACKAGES) as root)"; fi; }
 
-install: $(VENV)/.installed $(CHP)
+# A root hub limits each user's Dask dashboard port to that user's account with an iptables
+# owner rule (spawner/astrokit_spawner/firewall.py); a hub that is not root needs none.
+hostpkgs:
+	@command -v iptables >/dev/null 2>&1 || [ "$$(id -u)" != 0 ] || { \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+	    apt-get install -y -qq --no-install-recommends iptables >/dev/null; }
+
+install: $(VENV)/.installed $(CHP) hostpkgs
 
 # --- the platform -------------------------------------------------------------------------
 seed: install
