@@ -150,7 +150,8 @@ class SeaweedS3:
         data = self.workdir / f"data-{attempt}"
         data.mkdir()
         command = [
-            find_weed(), "mini", f"-dir={data}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1", *flags,
+            find_weed(), f"-logdir={self.workdir}",  # its log files, not in /tmp
+            "mini", f"-dir={data}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1", *flags,
             f"-s3.config={config}",
             # nothing else listens: no WebDAV, Iceberg or Lance endpoints, no admin UI
             "-webdav=false", "-s3.port.iceberg=0", "-s3.port.lance=0", "-admin.ui=false",
