@@ -134,6 +134,31 @@ def resolve_spec(
     return spec
 
 
+def _drop_absent_defaults(
+    data_url: str, spec: CatalogueSpec, z_column: str | None, id_column: str | None, store: Any
+) -> CatalogueSpec:
+    """Forget a redshift / id column taken from the checkpoint that this catalogue lacks.
+
+    Both are optional at inference: a catalogue to predict usually has no redshift. Columns
+    the caller named explicitly are kept, so that their absence is an error.
+    """
+    from astrokit.catalogue import catalogue_columns
+
+    available = catalogue_columns(data_url, store=store)
+    drop_z = z_column is None and spec.z_column and spec.z_column not in available
+    drop_id = id_column is None and spec.id_column and spec.id_column not in available
+    if not (drop_z or drop_id):
+        return spec
+    if drop_z:
+        log.info("%s has no %r column: no redshifts, no metrics", data_url, spec.z_column)
+    return CatalogueSpec(
+        spec.bands,
+        spec.errors,
+        None if drop_z else spec.z_column,
+        None if drop_id else spec.id_column,
+    )
+
+
 def encode_catalogue_predictions(cols: dict[str, Any]) -> bytes:
     """Parquet bytes of one partition's predictions (see the module docstring)."""
     import pyarrow as pa
@@ -336,6 +361,7 @@ def infer_catalogue(
     spec = resolve_spec(
         ckpt.columns, bands=bands, errors=errors, z_column=z_column, id_column=id_column
     )
+    spec = _drop_absent_defaults(data_url, spec, z_column, id_column, store)
     plan = plan_catalogue(data_url, spec, partition_rows=partition_rows, store=store)
     out = (out or _default_out(data_url)).rstrip("/")
     st, out_url = resolve(out, store)

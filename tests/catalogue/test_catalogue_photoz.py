@@ -163,6 +163,27 @@ def test_csv_and_fits_catalogues_with_other_column_names(
         assert list(cat["id"]) == [str(i) for i in range(500)]  # no id column: the row number
 
 
+def test_catalogue_without_redshifts_uses_the_models_columns(
+    tmp_path, catalogue_columns, trained_model, cluster_client
+):
+    from astrokit.catalogue import MissingColumnError
+    from astrokit.catalogue_inference import infer_catalogue
+    from astrokit.survey_catalogue import write_catalogue
+
+    model_url, _ = trained_model
+    cols = {k: v[:300] for k, v in catalogue_columns.items() if k != Z_COLUMN}
+    url = write_catalogue((tmp_path / "no-z.parquet").as_uri(), cols)
+    result = infer_catalogue(
+        url, model=model_url, out=(tmp_path / "o").as_uri(), client=cluster_client, progress=False
+    )
+    s = result.summary
+    assert s["complete"] and s["n_predictions"] == 300 and s["metrics"] is None
+    assert s["columns"]["z_column"] is None
+    assert result.to_pandas()["z_true"].isna().all()
+    with pytest.raises(MissingColumnError, match="'z_spec' \\(redshift\\)"):  # named: required
+        infer_catalogue(url, model=model_url, out=(tmp_path / "p").as_uri(), z_column=Z_COLUMN)
+
+
 def test_missing_column_and_wrong_model_fail_before_any_task(
     tmp_path, catalogue_url, trained_model
 ):
