@@ -183,6 +183,28 @@ def test_a_job_slurm_ends_is_replaced(manager, slurm):
     )
 
 
+@pytest.mark.slow  # waits for a one-minute walltime to run out
+def test_a_job_ended_by_its_walltime_is_replaced(slurm, tmp_path):
+    m = SlurmManager(tmp_path, slurm, n_workers=1, walltime="00:01:00")
+    try:
+        m.wait_state("ready")
+        (first,) = (j["id"] for j in m.live_jobs())
+
+        def replaced():
+            jobs = m.live_jobs()
+            ids = {j["id"] for j in jobs}
+            return ids if first not in ids and jobs and jobs[0]["state"] == "RUNNING" else None
+
+        wait_for(replaced, 180, "Slurm to end the job at its walltime and a replacement")
+        info = slurm.run("scontrol", "show", "job", first, check=False).stdout
+        assert "JobState=TIMEOUT" in info or not info.strip(), info
+        with m.client() as client:
+            client.wait_for_workers(1, timeout=90)
+            assert client.submit(lambda x: x * 2, 21).result() == 42
+    finally:
+        m.close()
+
+
 def client_env(m: SlurmManager) -> dict[str, str]:
     """What connect() reads in that server's notebook."""
     return {
