@@ -339,6 +339,7 @@ def test_infer_command(cluster_client, shard_url, tiny_model_url, tmp_path, caps
 
 def test_infer_on_fits_cutouts(cluster_client, tiny_model_url, tmp_path):
     from astrokit import survey
+
     root = (tmp_path / "survey").as_uri()
     survey.make_survey(root, galaxies=24, spectra=2, seed=5)
     cutouts = tmp_path / "survey" / "cutouts"
