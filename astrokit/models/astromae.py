@@ -332,9 +332,12 @@ class AstroMAE(nn.Module):
     fp32 with autocast switched off. The default, ``("vit",)``, runs the ViT encoder --
     186 of the 217 MFLOP per sample of the full configuration -- in bf16 and keeps the
     Inception branch, the magnitude block and the head in fp32. Measured on the trained demo
-    model over 2,000 test galaxies: bf16 everywhere moved redshifts by up to 5.2e-3 (median
-    7.7e-4); the Inception branch or the magnitude block in bf16 next to the ViT, by 3.9e-3
-    and 5.5e-3; the ViT alone, by 6.9e-6 -- far inside the parity guard's 1e-3.
+    model over its 2,000-galaxy test survey (``benchmarks/precision.py``,
+    ``parts_parity_on_demo_model``): bf16 everywhere moved redshifts by up to 8.5e-3 (median
+    9.3e-4); the Inception branch, the magnitude block or the head in bf16 next to the ViT, by
+    5.4e-3, 6.5e-3 and 8.5e-4; the ViT alone, by 6.7e-6 -- far inside the parity guard's 1e-3.
+    The price: on one thread the full model ran 1.41-1.57x faster than fp32 this way and
+    1.66-2.07x with everything in bf16 (same benchmark, two runs at load 3).
     """
 
     #: Names of the parts (``vit``, ``inception``, ``magnitudes``, ``head``) that run in the

@@ -40,3 +40,13 @@ def test_infer_benchmark_quick(tmp_path):
         report["ratio_2w_to_baseline"] >= targets["ratio_target"]
     )
     assert targets["parity_max_abs_dz_at_most_1e-3"] is (parity["max_abs_dz"] <= 1e-3)
+
+
+def test_precision_benchmark_quick():
+    report = run_benchmark("precision", "--quick", timeout=300)
+    assert report["config"] == "tiny" and report["cpu"]["model_name"]
+    for layout in ("eager", "channels_last"):
+        rates = report["samples_per_s"][layout]
+        assert set(rates) == {"fp32", "bf16_vit", "bf16_all"}
+        assert all(v > 0 for v in rates.values())
+    assert report["parts_parity_on_demo_model"] is None  # no --demo-dir
