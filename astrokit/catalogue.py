@@ -35,6 +35,8 @@ from typing import Any
 
 import numpy as np
 
+from astrokit.errors import UserError
+
 log = logging.getLogger(__name__)
 
 __all__ = [
@@ -67,7 +69,7 @@ MAG_SENTINEL = 50.0
 DEFAULT_PARTITION_ROWS = 200_000
 
 
-class CatalogueError(ValueError):
+class CatalogueError(UserError, ValueError):
     """A catalogue cannot be used: unknown format, unreadable, wrong column types."""
 
 

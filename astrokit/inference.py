@@ -48,6 +48,7 @@ from typing import Any
 import numpy as np
 
 from astrokit import env
+from astrokit.errors import UserError
 from astrokit.inference_worker import PRED_COLUMNS, partition_file, predict_partition
 
 log = logging.getLogger(__name__)
@@ -72,7 +73,7 @@ CATALOG_NAME = "catalog.parquet"
 MAX_LISTED_BAD = 100
 
 
-class InferenceError(RuntimeError):
+class InferenceError(UserError, RuntimeError):
     """Inference could not run (no model, no input, unusable output location...)."""
 
 

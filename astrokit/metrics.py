@@ -17,6 +17,8 @@ from typing import Any
 
 import numpy as np
 
+from astrokit.errors import UserError
+
 __all__ = [
     "CENTRAL_68",
     "OUTLIER_THRESHOLD",
@@ -34,7 +36,7 @@ __all__ = [
 OUTLIER_THRESHOLD = 0.05
 
 
-class MetricsError(ValueError):
+class MetricsError(UserError, ValueError):
     """Inputs to a metric are malformed (shape mismatch, no valid rows)."""
 
 
