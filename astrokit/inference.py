@@ -359,10 +359,10 @@ def infer(
     batch_size: int | None = None,
     device: str | None = None,
     max_nan_fraction: float | None = None,
-    resume: bool = True,
     precision: str | None = None,
     parity_tolerance: float | None = None,
     parity_sample: int | None = None,
+    resume: bool = True,
     progress: bool = True,
 ) -> InferenceResult:
     """Predict redshifts for every row of a shard set (or FITS cutout directory) on the cluster.
@@ -390,7 +390,6 @@ def infer(
     max_nan_fraction : float, optional
         Input policy threshold (default 0.05): rows with more non-finite pixels, or a
         non-finite magnitude, are reported as bad instead of predicted.
-    resume : bool
     precision : str, optional
         ``"auto"`` (default; ``$ASTROKIT_PRECISION`` overrides it), ``"fp32"``, ``"bf16"`` or
         ``"fp16"`` (CUDA only); see :mod:`astrokit.models.precision`. Each worker decides for
@@ -400,6 +399,7 @@ def infer(
     parity_sample : int, optional
         Rows of its first partition each worker predicts in both precisions (default 128;
         0 skips the guard).
+    resume : bool
         Skip partitions already finished by an earlier run of the same plan (default True).
     progress : bool
         Show a progress bar (default True).
@@ -417,12 +417,11 @@ def infer(
         summary (``complete: false``) is written first and attached as ``exc.result``.
     """
     from astrokit.cluster import client_or_local
-    from astrokit.models.runtime import DEFAULT_MAX_NAN_FRACTION
     from astrokit.models.precision import PrecisionError, check_precision, check_tolerance
+    from astrokit.models.runtime import DEFAULT_MAX_NAN_FRACTION
     from astrokit.store import resolve
 
     t_start = time.perf_counter()
-    model = model or os.environ.get(env.MODEL_URL)
     try:  # argument errors before any work: the workers would fail on every partition
         precision = check_precision(precision)
         parity_tolerance = check_tolerance(parity_tolerance)
@@ -432,6 +431,7 @@ def infer(
         raise InferenceError("precision 'fp16' runs only on CUDA devices, not on device 'cpu'")
     if parity_sample is not None and parity_sample < 0:
         raise InferenceError(f"parity_sample must be >= 0, got {parity_sample}")
+    model = model or os.environ.get(env.MODEL_URL)
     if not model:
         raise InferenceError(f"no model given and {env.MODEL_URL} is not set; pass model=URL")
     out = (out or _default_out(data_url)).rstrip("/")
@@ -511,11 +511,11 @@ def infer(
                 batch_size=batch_size,
                 device=device,
                 max_nan_fraction=nan_policy,
-                retries=1,  # a transient store error gets a second chance
                 precision=precision,
                 parity_tolerance=parity_tolerance,
                 parity_sample=parity_sample,
                 run_id=run_id,
+                retries=1,  # a transient store error gets a second chance
                 pure=False,
             )
             by_key = {f.key: p for f, p in zip(futures, todo, strict=True)}
@@ -559,7 +559,6 @@ def infer(
     return result
 
 
-def _summarise(
 def _precision_summary(plan: dict[str, Any], stats: list[dict[str, Any]]) -> dict[str, Any]:
     """What the workers computed in, why, and what the parity guard measured.
 
@@ -601,6 +600,7 @@ def _precision_summary(plan: dict[str, Any], stats: list[dict[str, Any]]) -> dic
     }
 
 
+def _summarise(
     st: Any,
     out_url: str,
     plan: dict[str, Any],
@@ -721,8 +721,8 @@ def _precision_summary(plan: dict[str, Any], stats: list[dict[str, Any]]) -> dic
         "samples_per_second": computed_rows / compute_seconds if compute_seconds > 0 else None,
         "task_compute_seconds": compute_task_s,
         "max_nan_fraction": plan["max_nan_fraction"],
-    }
         "precision": _precision_summary(plan, stats),
+    }
     catalog_url = f"{out_url}/{CATALOG_NAME}"
     summary_url = f"{out_url}/{SUMMARY_NAME}"
     if n_rows:
@@ -730,9 +730,9 @@ def _precision_summary(plan: dict[str, Any], stats: list[dict[str, Any]]) -> dic
         pq.write_table(catalog.sort_by([("partition", "ascending"), ("row", "ascending")]), buf)
         st.write_bytes(catalog_url, buf.getvalue())
     st.write_bytes(summary_url, json.dumps(summary, indent=1, default=float).encode())
-    if summary["complete"]:
     if summary["precision"]["chosen"] is not None:
         log.info("precision: %s", summary["precision"]["note"])
+    if summary["complete"]:
         log.info(
             "inference complete: %d rows (%d ok, %d bad) -> %s; %.1f samples/s",
             n_rows,
