@@ -93,6 +93,7 @@ def photoz_metrics(
         "delta_z_median": med,
     }
 
+
 # -- uncertainties: coverage, PIT and CRPS (as RAIL / Polsterer et al. 2016 judge p(z)) ------
 
 #: Two-sided probability of the "68 %" interval (+-1 sigma of a Gaussian).

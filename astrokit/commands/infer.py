@@ -53,10 +53,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-resume", action="store_true", help="recompute every partition")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
-
     from astrokit.commands.catalogue_options import add_catalogue_arguments
 
     add_catalogue_arguments(parser, training=False)
+
 
 def run(args: argparse.Namespace) -> int:
     from astrokit.commands import catalogue_options

@@ -40,10 +40,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--max-nan-fraction", type=float, default=None, help="input policy (default 0.05)"
     )
 
-
     from astrokit.commands.catalogue_options import add_catalogue_arguments
 
     add_catalogue_arguments(parser, training=True)
+
 
 def run(args: argparse.Namespace) -> int:
     from astrokit.commands import catalogue_options

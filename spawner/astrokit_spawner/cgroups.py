@@ -7,6 +7,10 @@ hub's own cgroup (so the hub's own limits, if any, still bound everything it sta
   killed by the kernel's OOM killer, inside this group only) and CPU (a CFS quota);
 - ``cluster``: the cluster manager, scheduler and workers, limited to the profile's total
   worker memory plus an allowance for the scheduler, and to the profile's worker threads;
+  inside it ``cluster/manager`` (manager, scheduler, nannies) and one ``cluster/worker-<k>``
+  slot per worker, each limited to the profile's worker memory: a worker moves itself into a
+  free slot when it starts (:mod:`astrokit_spawner.worker_cgroup`), so one runaway worker is
+  killed by the kernel without taking its siblings along;
 - every account's subtree has the same CPU weight, so two users running CPU-bound work get
   an equal share of the cores whatever the number of processes each runs (as SystemdSpawner's
   slices do);
@@ -39,6 +43,7 @@ __all__ = [
     "Limits",
     "ServerCgroups",
     "detect",
+    "worker_slot",
 ]
 
 logger = logging.getLogger(__name__)
@@ -49,8 +54,19 @@ CPU_PERIOD_US = 100_000
 V1_CONTROLLERS = ("memory", "cpu", "pids")
 #: Name of AstroKit's subtree below the hub's cgroup.
 SUBTREE = "astrokit"
-#: Parts of a server.
-PARTS = ("notebook", "cluster")
+#: Parts of a server that processes are started in (the manager's is inside the cluster's).
+NOTEBOOK = "notebook"
+CLUSTER = "cluster"
+MANAGER = "cluster/manager"
+
+
+def worker_slot(index: int) -> str:
+    """The part name of worker slot ``index``.
+
+    >>> worker_slot(1)
+    'cluster/worker-1'
+    """
+    return f"{CLUSTER}/worker-{int(index)}"
 
 
 class CgroupError(RuntimeError):
@@ -126,6 +142,18 @@ def detect(mount: str | os.PathLike[str] = "/sys/fs/cgroup") -> CgroupTree | Non
     return CgroupTree(1, bases)
 
 
+def _mkdirs(path: Path) -> None:
+    """Create ``path`` and its missing parents as 0711: a worker must pass through them to
+    its slot (the hub's umask would make them 0700), but nobody may list them."""
+    missing = [path, *(p for p in path.parents if not p.exists())]
+    for directory in reversed(missing):
+        try:
+            directory.mkdir(exist_ok=True)
+            directory.chmod(0o711)
+        except OSError as exc:
+            raise CgroupError(f"cannot create {directory}: {exc.strerror}") from exc
+
+
 def _write(path: Path, value: str) -> None:
     try:
         path.write_text(value)
@@ -186,47 +214,88 @@ class ServerCgroups:
         return [str(d / part / "cgroup.procs") for _, d in self._server_dirs()]
 
     # --- life cycle -------------------------------------------------------------------
-    def create(self, limits: dict[str, Limits], *, server_pids: int | None = None) -> None:
-        """Make the server's groups with ``limits`` per part (``notebook``, ``cluster``).
+    def create(
+        self,
+        limits: dict[str, Limits],
+        *,
+        server_pids: int | None = None,
+        worker_slots: int = 0,
+        worker_limits: Limits | None = None,
+        owner: tuple[int, int] | None = None,
+    ) -> None:
+        """Make the server's groups.
+
+        Parameters
+        ----------
+        limits
+            Limits of the ``notebook`` and ``cluster`` parts.
+        server_pids
+            Process/thread cap of the whole server.
+        worker_slots, worker_limits
+            How many ``cluster/worker-<k>`` slots to make, and the limits of each.
+        owner
+            ``(uid, gid)`` given the slots' and the cluster's ``cgroup.procs``, so the
+            account's workers can move themselves into a slot. The limit files stay root's:
+            a user cannot raise their own limits.
 
         Raises
         ------
         CgroupError
             If a directory or limit cannot be written.
         """
+        slots = [worker_slot(k) for k in range(worker_slots)]
+        parts: dict[str, Limits] = {
+            NOTEBOOK: limits.get(NOTEBOOK, Limits()),
+            CLUSTER: limits.get(CLUSTER, Limits()),
+            MANAGER: Limits(),
+            **{slot: worker_limits or Limits() for slot in slots},
+        }
+        for base in self.tree.bases.values():
+            _mkdirs(base)  # also re-opens one an earlier hub made 0700
         if self.tree.version == 2:
-            self._create_v2(limits, server_pids)
-            return
+            self._create_v2(parts, server_pids)
+        else:
+            self._create_v1(parts, server_pids)
+        if owner is not None:
+            # Moving a process needs write access to the destination's cgroup.procs and to
+            # that of the common ancestor of source and destination (cgroup v2, and v1 on
+            # current kernels): the slots and the cluster's own group. Within the cluster's
+            # limit, then, the account may move its cluster processes around, nothing more.
+            for part in [*slots, CLUSTER]:
+                for procs in self.procs_files(part):
+                    os.chown(procs, *owner)
+                    tasks = Path(procs).with_name("tasks")  # v1 moves threads through it
+                    if tasks.exists():
+                        os.chown(tasks, *owner)
+
+    def _create_v1(self, parts: dict[str, Limits], server_pids: int | None) -> None:
         for controller, server_dir in self._server_dirs():
-            try:
-                server_dir.mkdir(parents=True, exist_ok=True)
-            except OSError as exc:
-                raise CgroupError(f"cannot create {server_dir}: {exc.strerror}") from exc
+            _mkdirs(server_dir)
             if controller == "pids" and server_pids:
                 _write(server_dir / "pids.max", str(server_pids))
-            for part in PARTS:
-                (server_dir / part).mkdir(exist_ok=True)
-                for name, value in _v1_limit_files(controller, limits.get(part, Limits())).items():
+            for part, part_limits in parts.items():  # parents come before their children
+                _mkdirs(server_dir / part)
+                for name, value in _v1_limit_files(controller, part_limits).items():
                     _write(server_dir / part / name, value)
 
-    def _create_v2(self, limits: dict[str, Limits], server_pids: int | None) -> None:
+    def _create_v2(self, parts: dict[str, Limits], server_pids: int | None) -> None:
         base = self.tree.bases[""]
         account_dir = base / self.account
         server_dir = account_dir / self.server_id
-        try:
-            server_dir.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise CgroupError(f"cannot create {server_dir}: {exc.strerror}") from exc
+        _mkdirs(server_dir)
         # v2 allows controllers in a child only when every ancestor enables them for its
         # children, and an ancestor with processes of its own cannot (no internal processes):
         # the hub's own cgroup must have been delegated to it, as systemd does for services.
+        # That is also why the manager runs in cluster/manager, not in cluster itself.
         for directory in (base.parent, base, account_dir, server_dir):
             _write(directory / "cgroup.subtree_control", "+memory +cpu +pids")
         if server_pids:
             _write(server_dir / "pids.max", str(server_pids))
-        for part in PARTS:
-            (server_dir / part).mkdir(exist_ok=True)
-            for name, value in _v2_limit_files(limits.get(part, Limits())).items():
+        for part, part_limits in parts.items():
+            _mkdirs(server_dir / part)
+            if part == CLUSTER:
+                _write(server_dir / part / "cgroup.subtree_control", "+memory +cpu +pids")
+            for name, value in _v2_limit_files(part_limits).items():
                 _write(server_dir / part / name, value)
 
     def enter(self, part: str) -> None:

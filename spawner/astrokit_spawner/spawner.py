@@ -47,7 +47,7 @@ from jupyterhub.utils import random_port
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 from traitlets import Bool, Float, Integer, Unicode, default
 
-from . import firewall
+from . import firewall, worker_cgroup
 from .accounts import (
     AccountError,
     SystemAccount,
@@ -56,7 +56,16 @@ from .accounts import (
     ensure_account,
     make_parents_traversable,
 )
-from .cgroups import CgroupError, Limits, ServerCgroups, detect
+from .cgroups import (
+    CLUSTER,
+    MANAGER,
+    NOTEBOOK,
+    CgroupError,
+    Limits,
+    ServerCgroups,
+    detect,
+    worker_slot,
+)
 from .cluster_manager import ClusterSpec, read_status
 from .environment import (
     SERVER_ID,
@@ -447,7 +456,10 @@ class AstroKitSpawner(SlurmSpawnerMixin, ProfilesMixin, Spawner):
             return None
         return tree.server(self.account or "hub", self.server_id)
 
-    def _make_cgroups(self, profile: Profile) -> ServerCgroups | None:
+    def _make_cgroups(
+        self, profile: Profile, account: SystemAccount | None
+    ) -> tuple[ServerCgroups | None, dict[str, str]]:
+        """Create the server's cgroups; return them and the cluster's extra environment."""
         cgroups = self._cgroups()
         if cgroups is None:
             if self.enforce_limits and self.runs_as_root:
@@ -458,22 +470,43 @@ class AstroKitSpawner(SlurmSpawnerMixin, ProfilesMixin, Spawner):
                     status_code=500,
                     log_message="set c.AstroKitSpawner.enforce_limits = False to run unlimited",
                 )
-            return None
+            return None, {}
         limits = {
-            "notebook": Limits(memory_bytes=profile.notebook_memory, cpus=profile.notebook_cpu),
-            "cluster": Limits(
+            NOTEBOOK: Limits(memory_bytes=profile.notebook_memory, cpus=profile.notebook_cpu),
+            CLUSTER: Limits(
                 memory_bytes=profile.n_workers * profile.worker_memory + self.scheduler_memory,
                 cpus=float(profile.n_workers * profile.threads_per_worker),
             ),
         }
+        # Workers on this machine get a memory-limited slot each; Slurm's run elsewhere.
+        slots = profile.n_workers if profile.backend == "local" else 0
         try:
-            cgroups.create(limits, server_pids=self.max_processes or None)
-        except CgroupError as exc:
+            cgroups.create(
+                limits,
+                server_pids=self.max_processes or None,
+                worker_slots=slots,
+                worker_limits=Limits(memory_bytes=profile.worker_memory),
+                owner=(account.uid, account.gid) if account else None,
+            )
+        except (CgroupError, OSError) as exc:
             raise SpawnException(
                 "Resource limits could not be applied", reason="limits", status_code=500,
                 log_message=str(exc),
             ) from exc  # fmt: skip
-        return cgroups
+        if not slots:
+            return cgroups, {}
+        locks = Path(self.server_dir) / "worker-slots"
+        locks.mkdir(mode=0o700, exist_ok=True)
+        if account is not None:
+            os.chown(locks, account.uid, account.gid)
+        config = {
+            "locks": str(locks),
+            "slots": [cgroups.procs_files(worker_slot(k)) for k in range(slots)],
+        }
+        return cgroups, {
+            worker_cgroup.ENV: json.dumps(config),
+            "DASK_DISTRIBUTED__WORKER__PRELOAD": repr([worker_cgroup.__name__]),
+        }
 
     # --- progress -------------------------------------------------------------------
     def _advance(self, part: str, fraction: float, message: str) -> None:
@@ -613,7 +646,7 @@ class AstroKitSpawner(SlurmSpawnerMixin, ProfilesMixin, Spawner):
         self._prepare_store(account)
         if account is not None:
             await asyncio.to_thread(chown_tree, server_dir, account)
-        cgroups = self._make_cgroups(profile)
+        cgroups, cluster_cgroup_env = self._make_cgroups(profile, account)
         if account is not None and self.dashboard_firewall:
             try:
                 await firewall.allow_only_owner(self.dashboard_port, account.uid, self.server_id)
@@ -647,12 +680,15 @@ class AstroKitSpawner(SlurmSpawnerMixin, ProfilesMixin, Spawner):
         self._write_owned(server_dir / "cluster-spec.json", spec.to_json(), account)
         manager = self._launch(
             cluster_manager_command(self.cluster_python, str(server_dir / "cluster-spec.json")),
-            cluster_environment(base_env, threads_per_worker=profile.threads_per_worker),
+            {
+                **cluster_environment(base_env, threads_per_worker=profile.threads_per_worker),
+                **cluster_cgroup_env,
+            },
             server_dir / "cluster.log",
             server_dir,
             account=account,
             cgroups=cgroups,
-            part="cluster",
+            part=MANAGER,
         )
         self.manager_ref = ProcessRef.of(manager.pid)
         self._emit(15, "Starting the Dask scheduler")
@@ -680,7 +716,7 @@ class AstroKitSpawner(SlurmSpawnerMixin, ProfilesMixin, Spawner):
             self.home_dir,
             account=account,
             cgroups=cgroups,
-            part="notebook",
+            part=NOTEBOOK,
         )
         self.notebook_ref = ProcessRef.of(notebook.pid)
         self._write_owned(

@@ -22,7 +22,7 @@ from pathlib import Path
 import psutil
 import pytest
 import requests
-from astrokit_spawner.cgroups import detect
+from astrokit_spawner.cgroups import detect, worker_slot
 from helpers.hub import HubError, HubProcess
 from helpers.polling import wait_until
 
@@ -114,6 +114,39 @@ def test_every_process_runs_under_its_own_account(hub, servers):
         home = Path(account.pw_dir)
         assert home.stat().st_uid == account.pw_uid and home.stat().st_mode & 0o777 == 0o700
     assert uids["alice"] != uids["bob"] and 0 not in uids.values()
+
+
+def test_each_worker_runs_in_a_memory_slot_of_its_own(hub, servers):
+    state = servers["alice"]
+    tree = detect()
+    profile = state["profile"]
+    slots = [
+        Path(files[0]).parent
+        for files in (
+            tree.server(state["account"], state["server_id"]).procs_files(worker_slot(k))
+            for k in range(profile["n_workers"])
+        )
+    ]
+    workers = wait_until(
+        lambda: (
+            [int(p) for s in slots for p in (s / "cgroup.procs").read_text().split()]
+            if all((s / "cgroup.procs").read_text().split() for s in slots)
+            else None
+        ),
+        60,
+        "each worker to claim its slot",
+    )
+    assert len(workers) == len(set(workers)) == profile["n_workers"], workers
+    for pid in workers:
+        assert "distributed" in " ".join(psutil.Process(pid).cmdline())
+    if tree.version == 1:
+        memory_slots = [
+            Path(str(s).replace("/pids/", "/memory/").replace("/cpu/", "/memory/")) for s in slots
+        ]
+        for slot in memory_slots:
+            assert int((slot / "memory.limit_in_bytes").read_text()) == profile["worker_memory"]
+        notebook = memory_slots[0].parent.parent / "notebook"
+        assert int((notebook / "memory.limit_in_bytes").read_text()) == NOTEBOOK_MEMORY
 
 
 def test_tls_keys_and_logs_belong_to_their_owner(hub, servers):
