@@ -214,7 +214,9 @@ def test_export_to_a_local_path_in_the_shared_area_is_refused(lrs_spectrum, tmp_
     store = open_store(f"file://{tmp_path}", user_url=f"file://{tmp_path}/users/alice")
     (tmp_path / "shared").mkdir()
     viewer = SpectrumViewer(lrs_spectrum, store=store)
-    for target in (tmp_path / "shared" / "mine", f"{tmp_path}/users/../shared/mine"):
+    # Directly, and by climbing out of users/ with a ".." component.
+    climbing = "/".join([str(tmp_path), "users", "..", "shared", "mine"])
+    for target in (tmp_path / "shared" / "mine", climbing):
         viewer._export_target.value = str(target)
         viewer._export_box.children[1].click()  # "Save PNG"
         assert viewer.error.startswith("Read-only area while saving"), viewer.error
