@@ -18,6 +18,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
+from jupyterhub.traitlets import ByteSpecification
+from traitlets import TraitError
+
 __all__ = [
     "CUSTOM_FIELDS",
     "DEFAULT_CAPS",
@@ -35,8 +38,12 @@ __all__ = [
 #: Where a profile's Dask workers run (see :attr:`Profile.backend`).
 BACKENDS: tuple[str, ...] = ("local", "slurm")
 
-_UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
-_MEMORY_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(?:I?B?)?\s*$", re.IGNORECASE)
+#: JupyterHub's own byte-size trait (``c.Spawner.mem_limit``): "512M", "2G", "1.5G" in bytes.
+_BYTES = ByteSpecification()
+_MEMORY_EXPECTED = (
+    "expected a positive amount of memory: a whole number of bytes or a number with a "
+    "K/M/G/T suffix (powers of 1024), e.g. '512M' or '2G'"
+)
 
 
 class ProfileError(ValueError):
@@ -52,9 +59,10 @@ def parse_memory(value: int | float | str, *, what: str = "memory") -> int:
     Parameters
     ----------
     value
-        An integer number of bytes, or a string with an optional binary suffix as in
-        JupyterHub's ``ByteSpecification``: ``"512M"``, ``"2G"``, ``"2GiB"``, ``"1.5G"``
-        (K, M, G, T are powers of 1024; a trailing ``i``/``B`` is accepted).
+        An integer number of bytes, or a string converted by JupyterHub's own
+        ``ByteSpecification`` trait (the one of ``c.Spawner.mem_limit``): ``"512M"``, ``"2G"``,
+        ``"1.5G"`` (K, M, G, T are powers of 1024). Case, spaces and a trailing ``iB``/``B``
+        (``"2GiB"``, ``"2gb"``) are normalised first, and a bare ``"1000"`` is bytes.
     what
         Name of the setting, used in the error message.
 
@@ -68,27 +76,24 @@ def parse_memory(value: int | float | str, *, what: str = "memory") -> int:
     ProfileError
         If the value is not a positive amount of memory.
     """
-    if isinstance(value, bool):  # bool is an int subclass; True is not "1 byte"
-        raise ProfileError(f"{what}: expected a memory amount like '2G', got {value!r}")
-    if isinstance(value, int | float):
-        if not math.isfinite(value) or value <= 0 or value != int(value):
-            raise ProfileError(
-                f"{what}: expected a positive whole number of bytes or a string like '2G', "
-                f"got {value!r}"
-            )
-        return int(value)
-    if not isinstance(value, str):
-        raise ProfileError(f"{what}: expected a memory amount like '2G', got {value!r}")
-    match = _MEMORY_RE.match(value)
-    if match is None:
-        raise ProfileError(
-            f"{what}: cannot read {value!r} as memory; use a number with an optional "
-            "K/M/G/T suffix, e.g. '512M' or '2G'"
-        )
-    number = float(match.group(1)) * _UNITS[match.group(2).upper()]
-    if number < 1:
-        raise ProfileError(f"{what}: must be positive, got {value!r}")
-    return int(number)
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        # bool is an int subclass; True is not "1 byte"
+        raise ProfileError(f"{what}: {_MEMORY_EXPECTED}; got {value!r}")
+    if isinstance(value, float) and (not math.isfinite(value) or value != int(value)):
+        raise ProfileError(f"{what}: {_MEMORY_EXPECTED}; got {value!r}")
+    text: int | float | str = value
+    if isinstance(value, str):
+        # the spellings JupyterHub's trait does not take: "2g", "2GiB", "2GB", " 64 K ", "1000"
+        text = "".join(value.split()).upper().removesuffix("B").removesuffix("I")
+        if text.isdigit():
+            text = int(text)
+    try:
+        n_bytes = _BYTES.validate(None, text)
+    except (TraitError, ValueError, OverflowError):
+        raise ProfileError(f"{what}: cannot read {value!r} as memory; {_MEMORY_EXPECTED}") from None
+    if n_bytes is None or n_bytes < 1:
+        raise ProfileError(f"{what}: {value!r} is not positive; {_MEMORY_EXPECTED}")
+    return int(n_bytes)
 
 
 def format_memory(n_bytes: int) -> str:
@@ -291,37 +296,22 @@ class Caps:
 
 
 #: The embedded default's profiles. Memory limits are ceilings, not reservations.
-DEFAULT_PROFILES: tuple[Profile, ...] = (
+DEFAULT_PROFILES: tuple[Profile, ...] = tuple(
     Profile(
-        name="small",
-        display_name="Small",
-        description="Exploring data and plotting spectra.",
-        notebook_cpu=1.0,
-        notebook_memory=2 * 1024**3,
-        n_workers=2,
-        threads_per_worker=1,
-        worker_memory=1 * 1024**3,
-    ),
-    Profile(
-        name="medium",
-        display_name="Medium",
-        description="Photo-z inference over a survey subset.",
-        notebook_cpu=2.0,
-        notebook_memory=4 * 1024**3,
-        n_workers=3,
-        threads_per_worker=1,
-        worker_memory=2 * 1024**3,
-    ),
-    Profile(
-        name="large",
-        display_name="Large",
-        description="Active-learning loops and full inference runs.",
-        notebook_cpu=2.0,
-        notebook_memory=4 * 1024**3,
-        n_workers=4,
-        threads_per_worker=2,
-        worker_memory=3 * 1024**3,
-    ),
+        name=name,
+        display_name=name.title(),
+        description=description,
+        notebook_cpu=cpu,
+        notebook_memory=notebook_gib * 1024**3,
+        n_workers=workers,
+        threads_per_worker=threads,
+        worker_memory=worker_gib * 1024**3,
+    )
+    for name, description, cpu, notebook_gib, workers, threads, worker_gib in (
+        ("small", "Exploring data and plotting spectra.", 1.0, 2, 2, 1, 1),
+        ("medium", "Photo-z inference over a survey subset.", 2.0, 4, 3, 1, 2),
+        ("large", "Active-learning loops and full inference runs.", 2.0, 4, 4, 2, 3),
+    )
 )
 
 #: Caps applied when the hub configures none.
