@@ -13,7 +13,7 @@ STORE_DIR ?= $(RUN_DIR)/store
 CHP := deploy/local/node_modules/.bin/configurable-http-proxy
 PYTEST_ARGS ?=
 
-.PHONY: run test install lint format seed model bench clean browser slurm hostpkgs
+.PHONY: run test install lint format notebooks seed model bench clean browser slurm hostpkgs
 
 # --- installation -----------------------------------------------------------------------
 # torch first and pinned: 2.13.0 is a local CPU wheel; anything unpinned pulls GBs of CUDA.
@@ -74,6 +74,11 @@ lint: install
 format: install
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
+
+# The teaching notebooks: edit notebooks/NN-name.py (jupytext percent script), then build the
+# paired NN-name.ipynb from it (without outputs); tests/notebooks/test_paired.py checks both agree.
+notebooks: install
+	$(BIN)/jupytext --to ipynb --update notebooks/[0-9]*.py
 
 # Each benchmark prints one JSON object; it is also kept in benchmarks/results/<name>.json,
 # committed, so every number the README quotes can be traced to the run that produced it.
