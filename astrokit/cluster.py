@@ -9,12 +9,9 @@ configured (a temporary local cluster).
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
-
-from astrokit import env as envnames
 
 if TYPE_CHECKING:
     import distributed
@@ -110,11 +107,9 @@ def client_or_local(
     if found is not None:
         yield found
         return
-    if os.environ.get(envnames.SCHEDULER_ADDRESS) or os.environ.get(
-        envnames.DASK_SCHEDULER_ADDRESS
-    ):
-        from astrokit.connect import connect
+    from astrokit.connect import configured_address, connect
 
+    if configured_address():  # ASTROKIT_SCHEDULER_ADDRESS or Dask's scheduler-address
         own = connect()
         try:
             yield own

@@ -8,6 +8,9 @@ this server alone and the number of workers in the environment (names in
     client = astrokit.connect()
 
 A bare ``distributed.Client()`` works as well (the spawner sets Dask's own variables too);
+the scheduler address and TLS files are read from Dask's configuration (:mod:`dask.config`:
+``scheduler-address``, ``distributed.comm.tls.*``), whichever way it was set (the spawner's
+``DASK_*`` variables, a YAML file, ``dask.config.set``), not by re-parsing variables;
 :func:`connect` adds clear errors, waits for the profile's workers and wakes a cluster that
 released its workers while idle; :func:`scale_cluster` scales it within the profile's size.
 
@@ -31,7 +34,14 @@ from astrokit.errors import UserError
 if TYPE_CHECKING:
     import distributed
 
-__all__ = ["ConnectError", "connect", "dashboard_link", "scale_cluster", "security_from_env"]
+__all__ = [
+    "ConnectError",
+    "configured_address",
+    "connect",
+    "dashboard_link",
+    "scale_cluster",
+    "security_from_env",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -50,42 +60,80 @@ def _environ(environ: Mapping[str, str] | None) -> Mapping[str, str]:
     return os.environ if environ is None else environ
 
 
+#: The Dask configuration keys of the TLS files, with the variable the spawner sets each by.
+_TLS_KEYS = (
+    ("distributed.comm.tls.ca-file", envnames.DASK_TLS_CA),
+    ("distributed.comm.tls.client.cert", envnames.DASK_TLS_CLIENT_CERT),
+    ("distributed.comm.tls.client.key", envnames.DASK_TLS_CLIENT_KEY),
+)
+
+
+def _dask_setting(key: str, environ: Mapping[str, str] | None) -> str | None:
+    """``key`` from Dask's live configuration, or from ``environ``'s ``DASK_*`` variables."""
+    import dask.config
+
+    if environ is None:
+        value = dask.config.get(key, None)
+    else:  # Dask's own parsing of DASK_* variables (prefix, "__" nesting, values)
+        value = dask.config.get(key, None, config=dask.config.collect_env(environ))
+    return None if value in (None, "") else str(value)
+
+
+def _describe_key(key: str, variable: str) -> str:
+    return f"{key} ({variable})"
+
+
+def configured_address(environ: Mapping[str, str] | None = None) -> str | None:
+    """The scheduler address the spawner configured, or ``None``.
+
+    ``ASTROKIT_SCHEDULER_ADDRESS``, then Dask's own ``scheduler-address`` setting (which
+    ``DASK_SCHEDULER_ADDRESS`` sets).
+    """
+    ours = _environ(environ).get(envnames.SCHEDULER_ADDRESS)
+    return ours or _dask_setting("scheduler-address", environ)
+
+
 def security_from_env(environ: Mapping[str, str] | None = None) -> distributed.Security | None:
-    """Build the TLS :class:`distributed.Security` from the spawner's environment.
+    """Build the TLS :class:`distributed.Security` from Dask's configuration.
+
+    The files are Dask's settings ``distributed.comm.tls.ca-file``, ``...client.cert`` and
+    ``...client.key`` (the spawner sets them through ``DASK_DISTRIBUTED__COMM__TLS__*``).
 
     Parameters
     ----------
     environ
-        Mapping to read instead of ``os.environ``.
+        ``DASK_*`` variables to read instead of Dask's live configuration (which Dask filled
+        from ``os.environ`` and its YAML files at import, and ``dask.config.set`` changes).
 
     Returns
     -------
     distributed.Security or None
-        ``None`` when no CA file is configured (a plain-TCP cluster).
+        ``None`` when no TLS file is configured (a plain-TCP cluster).
 
     Raises
     ------
     ConnectError
-        If the variables name files that do not exist, or only part of them is set.
+        If the settings name files that do not exist, or only part of them is set.
     """
     from distributed import Security
 
-    env = _environ(environ)
-    names = (envnames.DASK_TLS_CA, envnames.DASK_TLS_CLIENT_CERT, envnames.DASK_TLS_CLIENT_KEY)
-    values = {name: env.get(name, "") for name in names}
+    values = {(key, var): _dask_setting(key, environ) for key, var in _TLS_KEYS}
     if not any(values.values()):
         return None
-    missing = [name for name, value in values.items() if not value]
+    missing = [_describe_key(*name) for name, value in values.items() if not value]
     if missing:
-        raise ConnectError(f"incomplete Dask TLS configuration: {', '.join(missing)} not set")
-    for name, value in values.items():
+        raise ConnectError(
+            f"incomplete Dask TLS configuration: {', '.join(missing)} not set; all three of "
+            "the CA file, client certificate and client key are needed"
+        )
+    for (key, var), value in values.items():
         if not Path(value).is_file():
-            raise ConnectError(f"{name} names {value!r}, which is not a readable file")
+            raise ConnectError(
+                f"{_describe_key(key, var)} names {value!r}, which is not a readable file"
+            )
+    ca, cert, key = values.values()
     return Security(
-        tls_ca_file=values[envnames.DASK_TLS_CA],
-        tls_client_cert=values[envnames.DASK_TLS_CLIENT_CERT],
-        tls_client_key=values[envnames.DASK_TLS_CLIENT_KEY],
-        require_encryption=True,
+        tls_ca_file=ca, tls_client_cert=cert, tls_client_key=key, require_encryption=True
     )
 
 
@@ -117,8 +165,8 @@ def connect(
     Parameters
     ----------
     address
-        Scheduler address; ``None`` reads ``ASTROKIT_SCHEDULER_ADDRESS`` (then
-        ``DASK_SCHEDULER_ADDRESS``).
+        Scheduler address; ``None`` reads ``ASTROKIT_SCHEDULER_ADDRESS``, then Dask's
+        ``scheduler-address`` setting (see :func:`configured_address`).
     timeout
         Seconds to wait for the scheduler and, separately, for the workers; ``None`` means
         :data:`DEFAULT_TIMEOUT`.
@@ -139,18 +187,17 @@ def connect(
     from distributed import Client
 
     env = os.environ
-    address = (
-        address or env.get(envnames.SCHEDULER_ADDRESS) or env.get(envnames.DASK_SCHEDULER_ADDRESS)
-    )
+    address = address or configured_address()
     if not address:
         raise ConnectError(
-            f"no Dask cluster is configured: {envnames.SCHEDULER_ADDRESS} is not set. Start "
-            "your server from the hub, or pass address='tls://host:port'"
+            f"no Dask cluster is configured: {envnames.SCHEDULER_ADDRESS} is not set (nor "
+            "Dask's scheduler-address). Start your server from the hub, or pass "
+            "address='tls://host:port'"
         )
     security = security_from_env()
     if address.startswith("tls://") and security is None:
         raise ConnectError(
-            f"{address} needs TLS credentials, but {envnames.DASK_TLS_CA} is not set"
+            f"{address} needs TLS credentials, but Dask's {_describe_key(*_TLS_KEYS[0])} is not set"
         )
     seconds = DEFAULT_TIMEOUT if timeout is None else float(timeout)
     try:

@@ -32,7 +32,9 @@ PROFILE = "ASTROKIT_PROFILE"
 #: Default model checkpoint URL the platform provides (trained by ``astrokit platform prepare``).
 MODEL_URL = "ASTROKIT_MODEL_URL"
 
-# Dask's own configuration variables (see dask.config: DASK_ prefix, __ nesting).
+# Dask's own configuration variables (see dask.config: DASK_ prefix, __ nesting). The spawner
+# sets them; the library reads the settings they make through dask.config
+# ("scheduler-address", "distributed.comm.tls.ca-file", ...), never these variables.
 DASK_SCHEDULER_ADDRESS = "DASK_SCHEDULER_ADDRESS"
 DASK_TLS_CA = "DASK_DISTRIBUTED__COMM__TLS__CA_FILE"
 DASK_TLS_CLIENT_CERT = "DASK_DISTRIBUTED__COMM__TLS__CLIENT__CERT"

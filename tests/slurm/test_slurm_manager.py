@@ -23,6 +23,7 @@ from astrokit_spawner.processes import tagged_processes
 from astrokit_spawner.slurm import job_name
 from astrokit_spawner.tls import make_credentials
 from distributed import Client
+from helpers.dask_env import set_notebook_env
 from helpers.slurm import wait_for
 
 
@@ -219,8 +220,7 @@ def client_env(m: SlurmManager) -> dict[str, str]:
 def test_scaling_submits_and_cancels_jobs_within_the_profile(manager, monkeypatch):
     from astrokit.connect import _scale, connect, scale_cluster
 
-    for key, value in client_env(manager).items():
-        monkeypatch.setenv(key, value)
+    set_notebook_env(monkeypatch, client_env(manager))
     with connect(timeout=60) as client:
         assert scale_cluster(client, 1, timeout=90) == 1
         wait_for(lambda: len(manager.live_jobs()) == 1, 60, "one job cancelled")

@@ -19,6 +19,7 @@ from astrokit_spawner.cluster_manager import ClusterSpec, adaptive_timing, read_
 from astrokit_spawner.processes import ProcessRef, tagged_processes, terminate_server
 from astrokit_spawner.tls import make_credentials
 from distributed import Client
+from helpers.dask_env import set_notebook_env
 from helpers.polling import wait_until
 
 from astrokit.connect import ConnectError, connect
@@ -113,8 +114,7 @@ def manager(tmp_path_factory):
 @pytest.fixture
 def as_notebook(monkeypatch, manager):
     """The environment a notebook of that server gets (the parts connect() reads)."""
-    for key, value in manager.client_env().items():
-        monkeypatch.setenv(key, value)
+    set_notebook_env(monkeypatch, manager.client_env())
     return manager
 
 
@@ -212,8 +212,7 @@ def test_idle_cluster_releases_workers_and_connect_wakes_it(tmp_path, monkeypatc
         with Client(m.address, security=m.creds.security("client"), timeout="20s") as bare:
             assert bare.submit(len, [1, 2, 3]).result(timeout=60) == 3
         wait_until(lambda: m.status().get("workers") == 0, 90, "workers to be released again")
-        for key, value in m.client_env().items():
-            monkeypatch.setenv(key, value)
+        set_notebook_env(monkeypatch, m.client_env())
         with connect(timeout=60) as client:
             assert len(client.scheduler_info(n_workers=-1)["workers"]) == 2
             assert client.submit(pow, 2, 10).result() == 1024

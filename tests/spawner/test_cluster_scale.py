@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 from distributed import Client, LocalCluster
+from helpers.dask_env import set_notebook_env
 from test_cluster_manager import Manager
 
 from astrokit.connect import ConnectError, _scale, connect, scale_cluster
@@ -18,8 +19,7 @@ def test_scale_down_and_connect_scales_back(tmp_path, monkeypatch):
     m = Manager(tmp_path, idle_timeout=600.0, idle_minimum=0)
     try:
         m.wait_state("ready")
-        for key, value in m.client_env().items():
-            monkeypatch.setenv(key, value)
+        set_notebook_env(monkeypatch, m.client_env())
         with connect(timeout=60) as client:
             assert _workers(client) == 2
             assert scale_cluster(client, 1, timeout=60) == 1
@@ -40,7 +40,7 @@ def test_scale_down_and_connect_scales_back(tmp_path, monkeypatch):
 def test_a_cluster_without_the_manager_cannot_be_scaled(monkeypatch):
     monkeypatch.setenv("ASTROKIT_N_WORKERS", "1")
     with (
-        LocalCluster(n_workers=1, processes=False, dashboard_address=None) as cluster,
+        LocalCluster(n_workers=1, processes=False, dashboard_address="127.0.0.1:0") as cluster,
         Client(cluster) as client,
         pytest.raises(ConnectError, match="cannot be scaled from the notebook"),
     ):

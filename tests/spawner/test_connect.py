@@ -5,12 +5,19 @@ from __future__ import annotations
 import socket
 import time
 
+import dask.config
 import distributed
 import pytest
 from astrokit_spawner.tls import make_credentials
 
 from astrokit.cluster import client_or_local, current_client
-from astrokit.connect import ConnectError, connect, dashboard_link, security_from_env
+from astrokit.connect import (
+    ConnectError,
+    configured_address,
+    connect,
+    dashboard_link,
+    security_from_env,
+)
 
 CLUSTER_VARS = (
     "ASTROKIT_SCHEDULER_ADDRESS",
@@ -23,11 +30,36 @@ CLUSTER_VARS = (
 )
 
 
+#: Dask's settings the library reads (the DASK_* variables above set them at import).
+DASK_SETTINGS = (
+    "scheduler-address",
+    "distributed.comm.tls.ca-file",
+    "distributed.comm.tls.client.cert",
+    "distributed.comm.tls.client.key",
+)
+
+
 @pytest.fixture
 def clean_env(monkeypatch):
     for name in CLUSTER_VARS:
         monkeypatch.delenv(name, raising=False)
-    return monkeypatch
+    with dask.config.set(dict.fromkeys(DASK_SETTINGS)):
+        yield monkeypatch
+
+
+def _flat(tree: dict, prefix: str = "") -> dict:
+    """Dotted keys for dask.config.set (a nested dict would replace whole sections)."""
+    out = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def _tls_config(ca=None, cert=None, key=None) -> dict:
+    return dict(zip(DASK_SETTINGS[1:], (ca, cert, key), strict=True))
 
 
 def test_no_cluster_configured(clean_env):
@@ -41,19 +73,30 @@ def test_tls_address_without_credentials(clean_env):
         connect()
 
 
-def test_incomplete_tls_configuration_names_the_missing_variables(clean_env, tmp_path):
+def test_incomplete_tls_configuration_names_the_missing_settings(clean_env, tmp_path):
     creds = make_credentials(tmp_path, "x")
-    clean_env.setenv("DASK_DISTRIBUTED__COMM__TLS__CA_FILE", str(creds.ca_file))
-    with pytest.raises(ConnectError, match="CLIENT__CERT, DASK_DISTRIBUTED__COMM__TLS__CLIENT"):
+    with (
+        dask.config.set(_tls_config(ca=str(creds.ca_file))),
+        pytest.raises(
+            ConnectError,
+            match=r"tls\.client\.cert \(DASK_DISTRIBUTED__COMM__TLS__CLIENT__CERT\), "
+            r"distributed\.comm\.tls\.client\.key \(DASK_\w+__KEY\) not set",
+        ),
+    ):
         security_from_env()
+    # the same through the variables, parsed by Dask's own rules
+    env = {"DASK_DISTRIBUTED__COMM__TLS__CA_FILE": str(creds.ca_file)}
+    with pytest.raises(ConnectError, match="CLIENT__CERT"):
+        security_from_env(env)
 
 
 def test_missing_credential_file_is_named(clean_env, tmp_path):
     creds = make_credentials(tmp_path, "x")
-    clean_env.setenv("DASK_DISTRIBUTED__COMM__TLS__CA_FILE", str(creds.ca_file))
-    clean_env.setenv("DASK_DISTRIBUTED__COMM__TLS__CLIENT__CERT", str(tmp_path / "gone.pem"))
-    clean_env.setenv("DASK_DISTRIBUTED__COMM__TLS__CLIENT__KEY", str(creds.client_key))
-    with pytest.raises(ConnectError, match=r"gone\.pem', which is not a readable file"):
+    config = _tls_config(str(creds.ca_file), str(tmp_path / "gone.pem"), str(creds.client_key))
+    with (
+        dask.config.set(config),
+        pytest.raises(ConnectError, match=r"gone\.pem', which is not a readable file"),
+    ):
         security_from_env()
 
 
@@ -68,6 +111,34 @@ def test_security_from_env(clean_env, tmp_path):
     security = security_from_env(env)
     assert security.require_encryption
     assert security.tls_client_key == str(creds.client_key)
+    # without a mapping: Dask's live configuration, however it was set
+    config = _tls_config(str(creds.ca_file), str(creds.client_cert), str(creds.client_key))
+    with dask.config.set(config):
+        live = security_from_env()
+    assert live.tls_ca_file == str(creds.ca_file) and live.require_encryption
+
+
+def test_dask_environment_variables_reach_the_library_through_dask_config(clean_env, tmp_path):
+    """DASK_* variables are parsed by Dask (at import, or on refresh), not by AstroKit."""
+    creds = make_credentials(tmp_path, "x")
+    clean_env.setenv("DASK_SCHEDULER_ADDRESS", "tls://127.0.0.1:9")
+    clean_env.setenv("DASK_DISTRIBUTED__COMM__TLS__CA_FILE", str(creds.ca_file))
+    clean_env.setenv("DASK_DISTRIBUTED__COMM__TLS__CLIENT__CERT", str(creds.client_cert))
+    clean_env.setenv("DASK_DISTRIBUTED__COMM__TLS__CLIENT__KEY", str(creds.client_key))
+    with dask.config.set(_flat(dask.config.collect_env())):  # what Dask does at import
+        assert configured_address() == "tls://127.0.0.1:9"
+        assert security_from_env().tls_client_cert == str(creds.client_cert)
+    assert configured_address() is None  # the fixture cleared Dask's setting
+
+
+def test_tls_address_needs_the_dask_ca_setting(clean_env):
+    with (
+        dask.config.set({"scheduler-address": "tls://127.0.0.1:1"}),
+        pytest.raises(
+            ConnectError, match=r"needs TLS credentials.*distributed\.comm\.tls\.ca-file"
+        ),
+    ):
+        connect()
 
 
 def test_unreachable_scheduler_fails_within_the_timeout(clean_env):
@@ -118,6 +189,16 @@ def test_client_or_local_connects_to_the_configured_scheduler(plain_cluster, cle
     with client_or_local() as chosen:
         assert chosen.scheduler.address == plain_cluster.scheduler_address
         assert chosen.submit(len, "abc").result() == 3
+    assert chosen.status == "closed"
+
+
+def test_client_or_local_connects_to_dasks_scheduler_address(plain_cluster, clean_env):
+    clean_env.setenv("ASTROKIT_N_WORKERS", "1")
+    with (
+        dask.config.set({"scheduler-address": plain_cluster.scheduler_address}),
+        client_or_local() as chosen,
+    ):
+        assert chosen.scheduler.address == plain_cluster.scheduler_address
     assert chosen.status == "closed"
 
 
