@@ -16,12 +16,19 @@ PYTEST_ARGS ?=
 .PHONY: run test install lint format notebooks seed model bench clean browser slurm hostpkgs
 
 # --- installation -----------------------------------------------------------------------
+# jsonschema (via jupyter-events) imports rfc3987-syntax, if installed, for its "iri" format
+# checker; rfc3987-syntax compiles ~40 Lark grammars at import: 2.3 CPU-seconds in every
+# notebook server's start and in the hub's, for a format no Jupyter schema uses
+# (python-jsonschema/jsonschema#1428, jupyter-server/jupyter_server#1559). Without it,
+# jsonschema simply does not check "iri" strings.
+UNINSTALL_SLOW_IMPORTS = $(PY) -m pip uninstall -q -y rfc3987-syntax
 # torch first and pinned: 2.13.0 is a local CPU wheel; anything unpinned pulls GBs of CUDA.
 $(VENV)/.installed: pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.13.0
 	$(PY) -m pip install -q -e ".[all,test]"
+	$(UNINSTALL_SLOW_IMPORTS)
 	@touch $@
 
 $(CHP): deploy/local/package.json

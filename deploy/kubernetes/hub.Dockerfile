@@ -13,6 +13,7 @@ COPY astrokit /tmp/astrokit/astrokit
 COPY spawner /tmp/astrokit/spawner
 COPY extension /tmp/astrokit/extension
 RUN python3 -m pip install --no-cache-dir "/tmp/astrokit[hub,k8s]" \
+    && python3 -m pip uninstall -y rfc3987-syntax \
     && rm -rf /tmp/astrokit \
     && python3 -c "import astrokit_spawner.kubernetes.spawner" \
     && ! python3 -c "import torch" 2>/dev/null

@@ -20,6 +20,7 @@ COPY astrokit /tmp/astrokit/astrokit
 COPY spawner /tmp/astrokit/spawner
 COPY extension /tmp/astrokit/extension
 RUN python3 -m pip install "/tmp/astrokit[lab,ml]" "dask-labextension>=7" \
+    && python3 -m pip uninstall -y rfc3987-syntax \
     && rm -rf /tmp/astrokit \
     && python3 -c "import astrokit, distributed, torch; print(torch.__version__)"
 

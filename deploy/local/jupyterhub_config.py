@@ -95,7 +95,9 @@ c.AstroKitSpawner.cluster_idle_timeout = float(
 c.AstroKitSpawner.cluster_idle_minimum = int(os.environ.get("ASTROKIT_CLUSTER_IDLE_MINIMUM", "0"))
 # Everyone shares this machine's Python environment: JupyterLab's extension manager is
 # read-only (no pip installs from the UI), which also spares each server creating PyPI clients.
-c.Spawner.args = ["--LabApp.extension_manager=readonly"]
+# No language servers are installed, and jupyter-lsp's search for them runs `npm prefix -g`
+# (a Node start-up, ~0.5 CPU s) in every server at start: it is turned off.
+c.Spawner.args = ["--LabApp.extension_manager=readonly", "--LanguageServerManager.autodetect=False"]
 c.Spawner.start_timeout = 120
 c.Spawner.http_timeout = 60
 c.JupyterHub.allow_named_servers = True
