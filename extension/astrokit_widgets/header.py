@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import gzip
 import html
 import logging
+import os
+import warnings
+import zlib
 from typing import Any
 
 import ipywidgets as w
 import traitlets as t
 from astropy.io import fits
+from astropy.io.fits.util import isfile
+from astropy.utils.exceptions import AstropyUserWarning
 
 from ._common import error_html, store_secrets, style_widget, user_message
 
@@ -20,20 +26,61 @@ HEADER_BLOCK_SIZE = 64 * 1024
 
 
 def read_header_cheaply(source: Any, *, store: Any = None, hdu: int = 0) -> fits.Header:
-    """``astrokit.formats.read_header``, with small reads on remote stores.
+    """The header of HDU ``hdu``, reading only the header blocks up to it.
 
-    s3fs opens files with a 50 MiB read-ahead block, so reading the first 2880 bytes of a
-    large object would download up to 50 MiB. For remote URLs the file is opened here with
-    :data:`HEADER_BLOCK_SIZE` blocks and handed to the reader as a file object.
+    Astropy's own lazy reader does the work (``fits.open(..., lazy_load_hdus=True)``): it
+    parses one header at a time and seeks over data units, also inside gzip streams. A URL is
+    opened through the store's fsspec filesystem (its credentials, endpoint and typed errors)
+    with :data:`HEADER_BLOCK_SIZE` read-ahead: s3fs's default of 50 MiB would download up to
+    50 MiB for the first 2880 bytes of a large object.
+
+    Raises
+    ------
+    FormatError
+        The file cannot be read (the store's error is its cause), is not FITS, ends inside
+        a header, or has no HDU ``hdu``; the message names the file.
     """
-    from astrokit.formats import read_header
+    from astrokit.formats.errors import CorruptFileError, FormatError
+    from astrokit.formats.fitsio import describe
 
-    fs = getattr(store, "fs", None)
-    remote = isinstance(source, str) and "://" in source and not source.startswith("file://")
-    if fs is None or not remote:
-        return read_header(source, store=store, hdu=hdu)
-    with fs.open(source, "rb", block_size=HEADER_BLOCK_SIZE) as handle:
-        return read_header(handle, hdu=hdu)
+    name = describe(source)
+    opened = None
+    if isinstance(source, (str, os.PathLike)):
+        from astrokit.store import StoreError, resolve
+
+        try:
+            st, url = resolve(os.fspath(source), store)
+            opened = st.open(url, "rb", block_size=HEADER_BLOCK_SIZE)
+        except StoreError as exc:
+            raise FormatError(name, f"cannot read the file ({exc})") from exc
+    handle = opened if opened is not None else source
+    try:
+        if not isfile(handle) and handle.read(2) == b"\x1f\x8b":
+            # astropy unpacks gzip itself only for OS-level files; an fsspec file is a
+            # "file-like" to it, so the stream is unpacked here (forward seeks decompress)
+            handle.seek(0)
+            handle = gzip.GzipFile(fileobj=handle)
+        elif not isfile(handle):
+            handle.seek(0)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", AstropyUserWarning)  # truncation: raised below
+            with fits.open(handle, lazy_load_hdus=True, memmap=False) as hdul:
+                try:
+                    header = hdul[hdu].header.copy()
+                except IndexError:
+                    raise FormatError(
+                        name, f"HDU {hdu} requested, but the file has {len(hdul)} HDU(s)"
+                    ) from None
+        if not header.cards or header.cards[0].keyword not in ("SIMPLE", "XTENSION"):
+            raise CorruptFileError(name, "not a FITS header (no SIMPLE/XTENSION card)")
+        return header
+    except FormatError:
+        raise
+    except (OSError, ValueError, EOFError, zlib.error, gzip.BadGzipFile) as exc:
+        raise CorruptFileError(name, f"not a readable FITS header ({exc})") from exc
+    finally:
+        if opened is not None:
+            opened.close()
 
 
 class FitsHeaderView(w.VBox):

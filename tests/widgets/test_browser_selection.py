@@ -183,3 +183,51 @@ def test_header_preview_on_s3_reads_little_of_a_large_file(make_bucket, s3_store
     assert browser.header_view.header["NAXIS1"] == 2500
     total = sum(end - start for start, end in fetched)
     assert 0 < total <= 256 * 1024 < len(buf.getvalue()) // 50
+
+
+def test_header_preview_reads_only_the_header_blocks(tmp_path):
+    """astropy's lazy reader: HDU 1's header of a 20 MB file costs a few blocks, data skipped."""
+    import gzip
+    import io
+
+    from astrokit_widgets import FitsHeaderView
+
+    from astrokit.formats import CorruptFileError, FormatError
+
+    path = tmp_path / "big.fits"
+    image = fits.PrimaryHDU(np.zeros((2000, 2500), np.float32))
+    fits.HDUList([image, fits.ImageHDU(np.zeros(10, np.float32), name="SECOND")]).writeto(path)
+
+    class Counting(io.FileIO):
+        total = 0
+
+        def read(self, n=-1):
+            out = super().read(n)
+            Counting.total += len(out)
+            return out
+
+        def readinto(self, buffer):
+            got = super().readinto(buffer)
+            Counting.total += got or 0
+            return got
+
+    view = FitsHeaderView()
+    with Counting(path) as handle:
+        header = view.load(handle, hdu=1)
+    assert header["EXTNAME"] == "SECOND" and view.error == ""
+    assert 0 < Counting.total <= 4 * 2880 < path.stat().st_size // 1000
+    # a gzip file is read as a stream, the header all the same
+    gz = tmp_path / "big.fits.gz"
+    gz.write_bytes(gzip.compress(path.read_bytes()))
+    assert view.load(str(gz), hdu=1)["EXTNAME"] == "SECOND"
+    # and what is not there is said with the file's name
+    assert view.load(str(path), hdu=3) is None
+    assert "HDU 3 requested, but the file has 2 HDU(s)" in view.error and "big.fits" in view.error
+    junk = tmp_path / "junk.fits"
+    junk.write_bytes(b"not FITS at all " * 400)
+    from astrokit_widgets.header import read_header_cheaply
+
+    with pytest.raises(CorruptFileError, match=r"junk\.fits: not a readable FITS header"):
+        read_header_cheaply(str(junk))
+    with pytest.raises(FormatError, match=r"gone\.fits: cannot read the file"):
+        read_header_cheaply(str(tmp_path / "gone.fits"))
