@@ -9,16 +9,19 @@ Supported layouts (``meta["format"]``):
 ``lamost-mrs``      LAMOST MRS: ``COADD_B``/``COADD_R`` tables (LOGLAM); ``band="B"|"R"`` picks
                     one arm, default both arms joined (they do not overlap). No Z keyword:
                     redshift = HELIO_RV / c.
-``sdss-spec``       SDSS/BOSS ``spec-*.fits``: ``COADD`` table (loglam, flux, ivar, and_mask) and
-                    ``SPECOBJ``/``SPALL`` (Z, CLASS)
+``sdss-spec``       SDSS/BOSS ``spec-*.fits`` through specutils' ``SDSS-III/IV spec`` loader:
+                    ``COADD`` table (loglam, flux, ivar, and_mask); the redshift and class from
+                    ``SPECOBJ``/``SPALL`` (Z, CLASS), which specutils does not read
 ``sdss-spplate``    SDSS/BOSS ``spPlate``: 2-D primary image (fibers x pixels), wavelength from
                     COEFF0/COEFF1; ``fiber=`` is the **1-based** fiber number (the FIBERID
                     convention of SDSS catalogues), default 1. Flux only unless an IVAR
                     extension exists; redshift None.
 ``sdss-1d``         single SDSS spectrum as image HDUs (flux, ivar, loglam[, flags]) with
                     COEFF0/COEFF1 (e.g. linetools' test file)
-``desi-coadd``      DESI ``coadd-*.fits`` through specutils' own loader; ``band="b"|"r"|"z"``
-                    (default ``"b"``), ``index=`` the 0-based target row (default 0)
+``desi-coadd``      DESI ``coadd-*``/``spectra-*.fits`` through specutils' own loader; by default
+                    the whole spectrum (~3600-9824 A): the b, r and z arms on one axis, overlaps
+                    inverse-variance averaged (DESI's ``coadd_cameras``); ``band="b"|"r"|"z"``
+                    (or e.g. ``"rz"``) picks arms; ``index=`` the 0-based target row (default 0)
 ``table``           any FITS binary table with a wavelength column (WAVELENGTH/WAVE/LAMBDA/
                     LOGLAM) and FLUX (+ IVAR/ERROR, MASK); AstroKit's synthetic spectra
 ``fits-1d``         plain 1-D primary image with CRVAL1/CDELT1 (or CD1_1), linear or log10
@@ -227,14 +230,27 @@ def _lamost_mrs(hdul, name, band: str | None = None, **_):
     return _make(wave, flux, ivar, mask, u.dimensionless_unscaled, meta, name)
 
 
+_SDSS_SPEC_COLUMNS = ("flux", "loglam", "ivar", "and_mask")
+
+
 def _sdss_spec(hdul, name, **_):
-    h0 = hdul[0].header
-    t = hdul["COADD"].data
-    cols = {c.lower(): c for c in t.columns.names}
-    flux = np.asarray(t[cols["flux"]], dtype=np.float64)
-    wave = 10 ** np.asarray(t[cols["loglam"]], dtype=np.float64)
-    ivar = np.asarray(t[cols["ivar"]], dtype=np.float64)
-    andmask = np.asarray(t[cols["and_mask"]]) if "and_mask" in cols else None
+    """specutils' ``SDSS-III/IV spec`` loader, plus the catalogue redshift and bad-ivar mask."""
+    from specutils.io.default_loaders.sdss import spec_loader
+
+    coadd = hdul["COADD"]
+    have = {c.lower() for c in coadd.columns.names}
+    missing = [c for c in _SDSS_SPEC_COLUMNS if c not in have]
+    if missing:
+        raise CorruptFileError(
+            name, f"SDSS spec COADD table lacks {missing}; expected columns {_SDSS_SPEC_COLUMNS}"
+        )
+    h0 = hdul[0].header.copy()
+    # SDSS writes "1E-17 erg/cm^2/s/Ang", which astropy may refuse: hand specutils a clean unit
+    h0["BUNIT"] = _unit_from(h0.get("BUNIT"), SDSS_FLUX_UNIT, name).to_string()
+    # specutils reads the spectrum from HDU 1: hand it the COADD table there
+    spec = spec_loader(fits.HDUList([fits.PrimaryHDU(header=h0), coadd]))
+    flux = spec.flux.value
+    ivar = spec.uncertainty.array
     z = cls = obj_id = None
     names = _hdu_names(hdul)
     for ext in ("SPECOBJ", "SPALL"):
@@ -245,9 +261,10 @@ def _sdss_spec(hdul, name, **_):
             cls = row[cn["CLASS"]] if "CLASS" in cn else None
             obj_id = row[cn["SPECOBJID"]] if "SPECOBJID" in cn else None
             break
-    unit = _unit_from(h0.get("BUNIT"), SDSS_FLUX_UNIT, name)
-    meta = _meta("sdss-spec", name, h0, z=z, cls=cls, obj_id=obj_id)
-    return _make(wave, flux, ivar, _mask_from(ivar, flux, andmask), unit, meta, name)
+    meta = _meta("sdss-spec", name, hdul[0].header, z=z, cls=cls, obj_id=obj_id)
+    wave = spec.spectral_axis.to_value(u.AA)
+    mask = _mask_from(ivar, flux, spec.mask)
+    return _make(wave, flux, ivar, mask, spec.flux.unit, meta, name)
 
 
 def _coeff_wave(header, npix: int) -> np.ndarray:
@@ -295,27 +312,37 @@ def _sdss_1d(hdul, name, **_):
 
 
 def _desi_coadd(hdul, name, band: str | None = None, index: int | None = None, **_):
+    """specutils' DESI loader (one Spectrum per arm), one target, arms combined by default."""
     import warnings
 
     from specutils.io.default_loaders.desi import coadd_loader
 
-    band = (band or "b").lower()
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
+            warnings.simplefilter("ignore")  # REDSHIFTS etc.: "unexpected HDU, not read"
             spectra = coadd_loader(hdul)
     except (KeyError, ValueError, TypeError) as exc:
         raise CorruptFileError(name, f"DESI coadd unreadable by specutils ({exc})") from exc
-    bands = [s.meta.get("band") for s in spectra]
-    if band not in bands:
-        raise FormatError(name, f"band={band!r} not in this DESI file (has {bands})")
-    spec = spectra[bands.index(band)]
-    flux2d = np.atleast_2d(spec.flux.value)
+    arms = {s.meta.get("band"): s for s in spectra}
+    wanted = "".join(sorted(set(arms if band is None else band.lower()), key="brz".find))
+    unknown = [b for b in wanted if b not in arms]
+    if unknown or not wanted:
+        raise FormatError(
+            name, f"band={band!r}: this DESI file has arms {sorted(arms)} (b, r, z or several)"
+        )
+    ntarget = np.atleast_2d(arms[wanted[0]].flux.value).shape[0]
     index = 0 if index is None else int(index)
-    if not 0 <= index < flux2d.shape[0]:
-        raise FormatError(name, f"index={index} out of range: {flux2d.shape[0]} targets (0-based)")
-    ivar = np.atleast_2d(spec.uncertainty.array)[index] if spec.uncertainty is not None else None
-    flags = np.atleast_2d(spec.mask)[index] if spec.mask is not None else None
+    if not 0 <= index < ntarget:
+        raise FormatError(name, f"index={index} out of range: {ntarget} targets (0-based)")
+    parts = []
+    for arm in wanted:
+        spec = arms[arm]
+        flux = np.atleast_2d(spec.flux.value)[index].astype(np.float64)
+        ivar = np.atleast_2d(spec.uncertainty.array)[index].astype(np.float64)
+        flags = np.atleast_2d(spec.mask)[index] if spec.mask is not None else None
+        wave = spec.spectral_axis.to_value(u.AA)
+        parts.append((wave, flux, ivar, _mask_from(ivar, flux, flags)))
+    wave, flux, ivar, mask = parts[0] if len(parts) == 1 else _combine_arms(parts)
     h0 = hdul[0].header
     fibermap = hdul["FIBERMAP"].data
     target = fibermap["TARGETID"][index] if "TARGETID" in fibermap.columns.names else index
@@ -324,17 +351,38 @@ def _desi_coadd(hdul, name, band: str | None = None, index: int | None = None, *
         if ext in _hdu_names(hdul):
             z = hdul[ext].data["Z"][index]
     meta = _meta("desi-coadd", name, h0, z=z, obj_id=target)
-    meta.update(band=band, index=index)
-    wave = spec.spectral_axis.to_value(u.AA)
-    return _make(
-        wave,
-        flux2d[index],
-        ivar,
-        _mask_from(ivar, flux2d[index], flags),
-        spec.flux.unit,
-        meta,
-        name,
-    )
+    meta.update(band=wanted, index=index)
+    return _make(wave, flux, ivar, mask, arms[wanted[0]].flux.unit, meta, name)
+
+
+def _combine_arms(parts, tol: float = 1e-3):
+    """Arms on one wavelength axis, the DESI way (``desispec.coaddition.coadd_cameras``).
+
+    The union of the arms' pixels; where arms overlap on the same wavelength (within ``tol``
+    Angstrom: DESI's arms share one 0.8 A grid) the flux is the inverse-variance weighted mean
+    of the good pixels and the inverse variance their sum. A pixel no arm measured well keeps
+    the plain mean and is masked.
+    """
+    waves = np.concatenate([p[0] for p in parts])
+    grid = np.unique(np.round(waves / tol).astype(np.int64))
+    n = grid.size
+    wsum = np.zeros(n)
+    fsum = np.zeros(n)
+    plain = np.zeros(n)
+    count = np.zeros(n)
+    wave_sum = np.zeros(n)
+    for wave, flux, ivar, mask in parts:
+        at = np.searchsorted(grid, np.round(wave / tol).astype(np.int64))
+        good = ~mask
+        weight = np.where(good, ivar, 0.0)
+        np.add.at(wsum, at, weight)
+        np.add.at(fsum, at, weight * np.where(good, flux, 0.0))
+        np.add.at(plain, at, np.where(np.isfinite(flux), flux, 0.0))
+        np.add.at(count, at, 1)
+        np.add.at(wave_sum, at, wave)
+    measured = wsum > 0
+    flux = np.where(measured, fsum / np.where(measured, wsum, 1.0), plain / count)
+    return wave_sum / count, flux, wsum, ~measured
 
 
 def _table(hdul, name, **_):
@@ -478,8 +526,8 @@ def read_spectrum(
     fiber : int, optional
         spPlate only: 1-based fiber number (default 1).
     band : str, optional
-        LAMOST MRS arm (``"B"``/``"R"``, default both) or DESI arm (``"b"``/``"r"``/``"z"``,
-        default ``"b"``).
+        LAMOST MRS arm (``"B"``/``"R"``, default both) or DESI arm(s) (``"b"``/``"r"``/``"z"``
+        or several, e.g. ``"rz"``; default all three combined on one wavelength axis).
     index : int, optional
         DESI only: 0-based target row (default 0).
 

@@ -322,3 +322,56 @@ def test_cutout_fast_path_matches_astropy_path(gal):
     np.testing.assert_array_equal(a.magnitudes, b.magnitudes)
     assert (a.redshift, a.id) == (b.redshift, b.id)
     assert _simple_cube(data[:-3000], "t") is None  # truncated: general path reports it
+
+
+def test_desi_arms_combined_into_one_spectrum(tmp_path, real_spectra_dir):
+    """DESI: b, r and z on one axis, overlaps inverse-variance averaged; one arm on request."""
+    from helpers.desi import arm_wave, write_desi_coadd
+
+    path = write_desi_coadd(
+        tmp_path / "coadd-main-dark-1234.fits",
+        flux={"b": 1.0, "r": 3.0, "z": 5.0},
+        ivar={"b": 1.0, "r": 3.0, "z": 1.0},
+        masked={"r": [5780.0]},
+        redshifts=[0.5, 1.25],
+    )
+    spec = read_spectrum(path, index=1)  # target 1: fluxes b 2, r 4, z 6
+    _check_spectrum(spec)
+    assert spec.meta["format"] == "desi-coadd" and spec.meta["band"] == "brz"
+    assert spec.meta["redshift"] == pytest.approx(1.25)
+    wave = spec.spectral_axis.to_value(u.AA)
+    assert wave[0] == pytest.approx(3600) and wave[-1] == pytest.approx(9824)
+    assert wave.size == round((9824 - 3600) / 0.8) + 1  # one pixel per grid point, no repeats
+
+    def at(lam):
+        i = int(np.argmin(np.abs(wave - lam)))
+        return spec.flux.value[i], spec.uncertainty.array[i], spec.mask[i]
+
+    assert at(4000) == pytest.approx((2.0, 1.0, False))  # b alone
+    assert at(5760) == pytest.approx((3.5, 4.0, False))  # b/r overlap: (2*1 + 4*3) / 4
+    assert at(5780) == pytest.approx((2.0, 1.0, False))  # r flagged there: b alone
+    assert at(7600) == pytest.approx((4.5, 4.0, False))  # r/z overlap: (4*3 + 6*1) / 4
+    assert at(9000) == pytest.approx((6.0, 1.0, False))  # z alone
+
+    blue = read_spectrum(path, band="b")
+    assert blue.meta["band"] == "b" and blue.spectral_axis.size == arm_wave("b").size
+    assert blue.spectral_axis.max().value == pytest.approx(5800)
+    red_z = read_spectrum(path, band="zr")
+    assert red_z.meta["band"] == "rz" and red_z.spectral_axis.min().value == pytest.approx(5760)
+    with pytest.raises(FormatError, match=r"coadd-main-dark-1234\.fits: band='q'.*arms"):
+        read_spectrum(path, band="q")
+
+    # the real DESI file: the whole spectrum, each arm's pixels kept where arms do not overlap
+    real = real_spectra_dir / "coadd-sv3-dark-26065.fits"
+    whole = read_spectrum(real, index=4)
+    _check_spectrum(whole)
+    assert 3590 < whole.spectral_axis.min().value < 3610
+    assert 9810 < whole.spectral_axis.max().value < 9830
+    z_arm = read_spectrum(real, band="z", index=4)
+    only_z = whole.spectral_axis.value > 7625
+    good = ~whole.mask[only_z]
+    np.testing.assert_allclose(
+        whole.flux.value[only_z][good],
+        z_arm.flux.value[z_arm.spectral_axis.value > 7625][good],
+        rtol=1e-6,
+    )

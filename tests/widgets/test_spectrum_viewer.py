@@ -258,3 +258,22 @@ def test_export_with_an_s3_store(lrs_spectrum, tmp_path, make_bucket, s3_store_o
     # a plain path still means the notebook's local disk
     viewer.export_png(tmp_path / "local.png")
     assert (tmp_path / "local.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_desi_target_is_shown_as_the_whole_spectrum(tmp_path):
+    """A DESI coadd is plotted over ~3600-9800 A (b, r and z combined), not the blue arm."""
+    from helpers.desi import write_desi_coadd
+
+    path = write_desi_coadd(
+        tmp_path / "coadd-main-dark-77.fits",
+        flux={"b": 1.0, "r": 2.0, "z": 3.0},
+        ivar={"b": 1.0, "r": 1.0, "z": 1.0},
+        redshifts=[0.3, 0.8],
+    )
+    viewer = SpectrumViewer(str(path))
+    (trace,) = viewer.plotted.values()
+    assert trace.x.min() == pytest.approx(3600, abs=1) and trace.x.max() == pytest.approx(9824)
+    drawn_x = _main_line(viewer).get_xdata()
+    assert not np.isnan(drawn_x).any()  # the arms overlap: one piece, no gap
+    lo, hi = viewer.axes.get_xlim()
+    assert lo < 3700 and hi > 9700
