@@ -24,7 +24,8 @@ Supported layouts (``meta["format"]``):
                     (or e.g. ``"rz"``) picks arms; ``index=`` the 0-based target row (default 0)
 ``table``           any FITS binary table with a wavelength column (WAVELENGTH/WAVE/LAMBDA/
                     LOGLAM) and FLUX (+ IVAR/ERROR, MASK); AstroKit's synthetic spectra
-``fits-1d``         plain 1-D primary image with CRVAL1/CDELT1 (or CD1_1), linear or log10
+``fits-1d``         plain 1-D primary image with CRVAL1/CDELT1 (or CD1_1): linear through
+                    specutils' ``wcs1d-fits`` loader, log10 (``DC-FLAG = 1``) read here
 ``text``            ASCII/CSV/ECSV tables with wavelength and flux columns
 ==================  ============================================================================
 
@@ -425,15 +426,6 @@ def _table(hdul, name, **_):
 
 def _fits_1d(hdul, name, **_):
     h0 = hdul[0].header
-    flux = np.asarray(hdul[0].data, dtype=np.float64)
-    step = float(h0.get("CDELT1", h0.get("CD1_1")))
-    pix = np.arange(flux.size) + 1 - float(h0.get("CRPIX1", 1))
-    wave = float(h0["CRVAL1"]) + step * pix
-    if int(h0.get("DC-FLAG", 0)) == 1:
-        wave = 10**wave
-    wunit = h0.get("CUNIT1")
-    if wunit:
-        wave = (wave * u.Unit(wunit)).to_value(u.AA, equivalencies=u.spectral())
     unit = _unit_from(h0.get("BUNIT"), u.dimensionless_unscaled, name)
     meta = _meta(
         "fits-1d",
@@ -443,6 +435,26 @@ def _fits_1d(hdul, name, **_):
         cls=h0.get("CLASS"),
         obj_id=h0.get("OBJECT"),
     )
+    if int(h0.get("DC-FLAG", 0)) != 1:  # linear WCS: specutils' wcs1d-fits loader
+        from specutils.io.default_loaders.wcs_fits import wcs1d_fits_loader
+
+        header = h0.copy()
+        header["BUNIT"] = unit.to_string()  # a unit astropy can parse (ours, with fallback)
+        spec = wcs1d_fits_loader(
+            fits.HDUList([fits.PrimaryHDU(hdul[0].data, header=header)]), hdu=0
+        )
+        wave = spec.spectral_axis.to_value(u.AA, equivalencies=u.spectral())
+        flux = np.asarray(spec.flux.value, dtype=np.float64)
+        return _make(wave, flux, None, _mask_from(None, flux), unit, meta, name)
+    # IRAF's log-linear axis (DC-FLAG = 1), which the wcs1d-fits loader does not read
+    flux = np.asarray(hdul[0].data, dtype=np.float64)
+    step = float(h0.get("CDELT1", h0.get("CD1_1")))
+    pix = np.arange(flux.size) + 1 - float(h0.get("CRPIX1", 1))
+    wave = float(h0["CRVAL1"]) + step * pix
+    wave = 10**wave
+    wunit = h0.get("CUNIT1")
+    if wunit:
+        wave = (wave * u.Unit(wunit)).to_value(u.AA, equivalencies=u.spectral())
     return _make(wave, flux, None, _mask_from(None, flux), unit, meta, name)
 
 

@@ -304,6 +304,16 @@ def test_lamost_lrs_table_layout_and_plain_1d(lamost_files, tmp_path):
     assert p.meta["format"] == "fits-1d" and p.meta["redshift"] == 0.05
     assert p.spectral_axis[0].value == pytest.approx(10**3.6)
     assert p.flux.unit == u.Unit("erg / (s cm2 Angstrom)") and p.uncertainty is None
+    # a linear axis in nm goes through specutils' wcs1d-fits loader; SDSS's unit string kept
+    hdu = fits.PrimaryHDU(flux)
+    hdu.header.update(CRVAL1=400.0, CDELT1=0.2, CRPIX1=1, CUNIT1="nm", OBJECT="lin")
+    hdu.header["BUNIT"] = "1E-17 erg/cm^2/s/Ang"
+    linear = tmp_path / "linear.fits"
+    hdu.writeto(linear)
+    lin = read_spectrum(linear)
+    assert lin.meta["format"] == "fits-1d" and lin.meta["id"] == "lin"
+    np.testing.assert_allclose(lin.spectral_axis.to_value(u.AA)[:3], [4000, 4002, 4004])
+    assert lin.flux.unit == u.Unit("1e-17 erg / (s cm2 Angstrom)")
 
 
 def test_cutout_fast_path_matches_astropy_path(gal):
