@@ -62,7 +62,8 @@ install: $(VENV)/.installed $(CHP) hostpkgs
 
 # --- the platform -------------------------------------------------------------------------
 seed: install
-	$(BIN)/astrokit platform prepare --run-dir $(RUN_DIR) --examples tests/data/lamost
+	$(BIN)/astrokit platform prepare --run-dir $(RUN_DIR) --examples tests/data/lamost \
+	  --tutorials notebooks
 
 run: install seed
 	PATH="$(CURDIR)/deploy/local/node_modules/.bin:$(CURDIR)/$(BIN):$$PATH" \

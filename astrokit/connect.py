@@ -145,7 +145,7 @@ def dashboard_link(environ: Mapping[str, str] | None = None) -> str | None:
     return _environ(environ).get(envnames.DASHBOARD_URL) or None
 
 
-def _wake(dask_scheduler) -> bool:
+def wake_on_scheduler(dask_scheduler) -> bool:
     """Runs on the scheduler: ask the cluster manager to scale back to the profile's size."""
     plugin = dask_scheduler.plugins.get(WAKE_PLUGIN)
     if plugin is None:
@@ -207,12 +207,12 @@ def connect(
             f"cannot reach the Dask scheduler at {address} within {seconds:g} s: {exc}"
         ) from exc
 
-    wanted = _n_workers(env)
+    wanted = profile_workers(env)
     if wait_for_workers and wanted:
         have = len(client.scheduler_info(n_workers=-1)["workers"])
         if have < wanted:
             try:
-                woke = client.run_on_scheduler(_wake)
+                woke = client.run_on_scheduler(wake_on_scheduler)
             except Exception:  # an older scheduler without our plugin: just wait
                 logger.debug("could not ask the scheduler to scale up", exc_info=True)
                 woke = False
@@ -235,7 +235,7 @@ def connect(
     return client
 
 
-def _scale(dask_scheduler, n_workers: int) -> int | None:
+def scale_on_scheduler(dask_scheduler, n_workers: int) -> int | None:
     """Runs on the scheduler: ask the cluster manager for ``n_workers`` (None: no manager)."""
     plugin = dask_scheduler.plugins.get(WAKE_PLUGIN)
     if plugin is None:
@@ -278,13 +278,13 @@ def scale_cluster(
         the workers do not arrive or leave in time.
     """
     n_workers = operator.index(n_workers)
-    maximum = _n_workers(os.environ)
+    maximum = profile_workers(os.environ)
     if n_workers < 0 or (maximum and n_workers > maximum):
         raise ValueError(
             f"n_workers={n_workers} is outside 0..{maximum} (your profile's workers); for a "
             "bigger cluster restart your server from the hub with a larger profile"
         )
-    if client.run_on_scheduler(_scale, n_workers=n_workers) is None:
+    if client.run_on_scheduler(scale_on_scheduler, n_workers=n_workers) is None:
         raise ConnectError(
             f"the cluster at {client.scheduler.address} cannot be scaled from the notebook: "
             "it has the fixed size of your profile"
@@ -300,7 +300,7 @@ def scale_cluster(
     return have
 
 
-def _n_workers(env: Mapping[str, str]) -> int:
+def profile_workers(env: Mapping[str, str]) -> int:
     raw = env.get(envnames.N_WORKERS, "")
     try:
         return max(0, int(raw))

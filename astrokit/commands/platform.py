@@ -53,6 +53,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="directory of real spectra to copy into shared/examples (repeatable; "
         "missing directories are skipped)",
     )
+    prep.add_argument(
+        "--tutorials",
+        metavar="DIR",
+        help="folder of teaching notebooks (*.ipynb) published in shared/tutorials, from where "
+        "the spawner copies them into each user's home (astrokit-tutorials/)",
+    )
 
 
 # Real spectra that permissively licensed PyPI packages ship (DESIGN.md §4): when those packages
@@ -74,6 +80,7 @@ def store_layout(run_dir: Path) -> dict[str, str]:
         "shards_url": (root / "shared" / "survey" / "shards").as_uri(),
         "models_url": (root / "shared" / "models").as_uri(),
         "examples_url": (root / "shared" / "examples").as_uri(),
+        "tutorials_url": (root / "shared" / "tutorials").as_uri(),
         "model_url": (root / "shared" / "models" / "photoz-small.pt").as_uri(),
         "users_url": (root / "users").as_uri(),
     }
@@ -91,6 +98,7 @@ def prepare(
     seed: int = 42,
     train_model: bool = True,
     examples: Iterable[Path] = (),
+    tutorials: Path | None = None,
 ) -> dict[str, str]:
     """Create and seed the embedded store under ``run_dir``; return its URLs.
 
@@ -105,6 +113,9 @@ def prepare(
     examples
         Directories of real spectra (e.g. ``tests/data/lamost``) copied, with the real
         spectra that installed PyPI packages ship, into ``shared/examples``.
+    tutorials
+        Folder of teaching notebooks published in ``shared/tutorials`` (changed ones
+        replaced), which the spawner copies into each user's home.
     """
     from astrokit.store import open_store
 
@@ -126,6 +137,9 @@ def prepare(
         )
         _seed(store, layout, galaxies=galaxies, spectra=spectra, seed=seed)
         _train_and_copy(store, layout, train_model=train_model, examples=examples)
+        if tutorials is not None:
+            n = publish_tutorials(Path(tutorials), _path(layout["tutorials_url"]))
+            log.info("%d tutorials in %s", n, _path(layout["tutorials_url"]))
     finally:
         # The shared survey area is read-only for users: the library refuses writes under
         # shared/, and on the embedded default's file:// store the mode bits say so as well.
@@ -214,6 +228,30 @@ def copy_examples(dest: Path, sources: Iterable[Path]) -> int:
     return sum(1 for f in dest.iterdir() if not f.name.startswith("."))
 
 
+def publish_tutorials(source: Path, dest: Path) -> int:
+    """Copy ``source/*.ipynb`` into ``dest`` (world-readable), replacing changed ones atomically.
+
+    Raises
+    ------
+    FileNotFoundError
+        If ``source`` holds no notebook (a wrong path would otherwise publish nothing quietly).
+    """
+    notebooks = sorted(Path(source).glob("*.ipynb"))
+    if not notebooks:
+        raise FileNotFoundError(f"{source}: no teaching notebooks (*.ipynb) to publish")
+    dest.mkdir(parents=True, exist_ok=True)
+    for src in notebooks:
+        target = dest / src.name
+        data = src.read_bytes()
+        if target.exists() and target.read_bytes() == data:
+            continue
+        tmp = dest / f".tmp-{src.name}"
+        tmp.write_bytes(data)
+        tmp.chmod(0o644)
+        os.replace(tmp, target)
+    return len(notebooks)
+
+
 #: Mode of every directory under shared/ once frozen: anyone may list and enter, nobody write.
 SHARED_DIR_MODE = 0o555
 
@@ -252,6 +290,7 @@ def run(args: argparse.Namespace) -> int:
             seed=args.seed,
             train_model=not args.skip_model,
             examples=[Path(d) for d in args.examples],
+            tutorials=Path(args.tutorials) if args.tutorials else None,
         )
         for key, url in layout.items():
             log.info("%-11s %s", key, url)

@@ -171,6 +171,11 @@ def notebook_cluster_environment(
         # Dask formats this template with the environment and the dashboard's port, so the
         # link is right for this cluster and for any LocalCluster the user starts too.
         env[names.DASK_DASHBOARD_LINK] = "{JUPYTERHUB_SERVICE_PREFIX}proxy/{port}/status"
+    # JupyterLab's Dask panel: its factory is a handle on this cluster, and one is made at
+    # start, so the panel lists the cluster with no setup (astrokit.lab_cluster).
+    env[names.DASK_LABEXTENSION_FACTORY_MODULE] = "astrokit.lab_cluster"
+    env[names.DASK_LABEXTENSION_FACTORY_CLASS] = "ServerCluster"
+    env[names.DASK_LABEXTENSION_INITIAL] = repr([{"name": f"Your {profile.name} cluster"}])
     return env
 
 

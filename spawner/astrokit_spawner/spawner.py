@@ -43,11 +43,12 @@ from typing import Any
 from urllib.parse import unquote, urlparse
 
 from jupyterhub.spawner import Spawner, SpawnException, set_user_setuid
-from jupyterhub.utils import random_port
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 from traitlets import Bool, Float, Integer, Unicode, default
 
-from . import firewall, worker_cgroup
+from astrokit.env import SHARED_URL, USER_URL
+
+from . import firewall, ports, worker_cgroup
 from .accounts import (
     AccountError,
     SystemAccount,
@@ -79,10 +80,12 @@ from .environment import (
     safe_slug,
     store_environment,
 )
+from .home import HomeSpec, home_command, welcome_text
 from .options import ProfilesMixin
 from .processes import ProcessRef, terminate_server
 from .profiles import Profile
 from .slurm_spawner import SlurmSpawnerMixin
+from .start_queue import StartQueue
 from .tls import make_credentials
 
 __all__ = ["AstroKitSpawner"]
@@ -106,6 +109,16 @@ async def _all_or_cancel(*coros) -> None:
         # Collect them, so no "exception was never retrieved" noise follows the real error.
         await asyncio.gather(*tasks, return_exceptions=True)
         raise
+
+
+#: One start queue per hub process and limit (see AstroKitSpawner.concurrent_starts).
+_START_QUEUES: dict[int, StartQueue] = {}
+
+
+def _ordinal(n: int) -> str:
+    """1st, 2nd, 3rd, 4th, ..., 11th, 12th, 13th, 21st."""
+    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    return f"{n}{suffix}"
 
 
 def _log_tail(path: Path, lines: int = 15) -> str:
@@ -266,6 +279,34 @@ class AstroKitSpawner(SlurmSpawnerMixin, ProfilesMixin, Spawner):
         /user/<name>/proxy/<port>/. Spawns fail with a message when iptables is missing.""",
     ).tag(config=True)
 
+    # --- many users at once, and what they land in -------------------------------------
+    concurrent_starts = Integer(
+        help="""Server starts that run at the same time in this hub; further starts wait in
+        line, in order, and their progress page shows their place. A start is CPU-bound for a
+        few seconds (notebook server, scheduler, workers), so on a small machine a workshop's
+        worth of simultaneous starts finishes sooner one or two at a time, the first users
+        within seconds, than all together. Default: the number of CPUs (at least 1).
+        JupyterHub's concurrent_spawn_limit still caps how many may be pending at all.""",
+    ).tag(config=True)
+
+    @default("concurrent_starts")
+    def _default_concurrent_starts(self) -> int:
+        return max(1, os.cpu_count() or 1)
+
+    tutorials_dir = Unicode(
+        help="""Folder of teaching notebooks (*.ipynb) copied into each user's home as
+        astrokit-tutorials/ at every start, without overwriting the user's edits
+        (astrokit_spawner.home). Default: <store>/shared/tutorials for a file:// store (which
+        `astrokit platform prepare` fills from the project's notebooks/); '' for none.""",
+    ).tag(config=True)
+
+    @default("tutorials_dir")
+    def _default_tutorials_dir(self) -> str:
+        parsed = urlparse(self.store_url)
+        if parsed.scheme != "file":
+            return ""
+        return str(Path(unquote(parsed.path)) / "shared" / "tutorials")
+
     @default("cmd")
     def _default_cmd(self) -> list[str]:
         return [str(Path(sys.executable).parent / "jupyterhub-singleuser")]
@@ -366,6 +407,31 @@ class AstroKitSpawner(SlurmSpawnerMixin, ProfilesMixin, Spawner):
             env[SERVER_ID] = self.server_id
         return env
 
+    def _home_spec(self, profile: Profile, dashboard_url: str) -> HomeSpec:
+        """What the user's home gets at this start (see :mod:`astrokit_spawner.home`)."""
+        store = store_environment(self.store_settings(), self.user.name)
+        links = {}
+        if urlparse(self.store_url).scheme == "file":
+            links = {
+                "store-shared": unquote(urlparse(store[SHARED_URL]).path),
+                "store-mine": unquote(urlparse(store[USER_URL]).path),
+            }
+        tutorials = bool(self.tutorials_dir) and Path(self.tutorials_dir).is_dir()
+        return HomeSpec(
+            home=str(self.home_dir),
+            tutorials_source=self.tutorials_dir if tutorials else "",
+            links=links,
+            welcome=welcome_text(
+                user=self.user.name,
+                profile=profile.name,
+                dashboard_url=dashboard_url,
+                store_url=self.store_url,
+                user_url=store[USER_URL],
+                links=links,
+                tutorials=tutorials,
+            ),
+        )
+
     def _prepare_store(self, account: SystemAccount | None) -> None:
         """Create the user's prefix for file:// stores (S3 prefixes need no creation).
 
@@ -377,7 +443,7 @@ class AstroKitSpawner(SlurmSpawnerMixin, ProfilesMixin, Spawner):
         if parsed.scheme != "file":
             return
         env = store_environment(self.store_settings(), self.user.name)
-        user_path = Path(unquote(urlparse(env["ASTROKIT_USER_URL"]).path))
+        user_path = Path(unquote(urlparse(env[USER_URL]).path))
         if account is not None:
             make_parents_traversable(user_path)
         user_path.mkdir(parents=True, exist_ok=True)
@@ -596,8 +662,18 @@ class AstroKitSpawner(SlurmSpawnerMixin, ProfilesMixin, Spawner):
         self._events = []
         self._parts = {}
         self._start_done = False
+        queue = _START_QUEUES.setdefault(self.concurrent_starts, StartQueue(self.concurrent_starts))
+
+        def waiting(place: int) -> None:
+            self._emit(
+                1,
+                f"Waiting to start: {_ordinal(place)} in line "
+                f"({queue.running} server{'s' if queue.running != 1 else ''} starting now)",
+            )
+
         try:
-            return await self._start()
+            async with queue.slot(waiting):
+                return await self._start()
         except BaseException as exc:
             # Covers SpawnException, unexpected errors and cancellation by start_timeout:
             # nothing of a failed spawn may remain.
@@ -634,8 +710,10 @@ class AstroKitSpawner(SlurmSpawnerMixin, ProfilesMixin, Spawner):
         server_dir = servers / self.server_id
         server_dir.mkdir(mode=0o700, exist_ok=False)
         self.server_dir = str(server_dir)
-        self.port = self.port or random_port()
-        self.dashboard_port = random_port()
+        # Picked outside the kernel's ephemeral range and reserved in this hub: no worker
+        # or other user's start can take them before our processes bind them (.ports).
+        self.port = self.port or ports.pick_port()
+        self.dashboard_port = ports.pick_port()
 
         # Key generation and file writes run off the event loop: a hub serving many users
         # must keep answering while one of them spawns.
@@ -659,7 +737,7 @@ class AstroKitSpawner(SlurmSpawnerMixin, ProfilesMixin, Spawner):
 
         # The scheduler port is chosen here so that the notebook, which needs the address in
         # its environment, can start at the same time as the cluster.
-        scheduler_port = random_port()
+        scheduler_port = ports.pick_port()
         self.scheduler_address = f"tls://127.0.0.1:{scheduler_port}"
         spec = ClusterSpec(
             server_id=self.server_id,
@@ -707,10 +785,17 @@ class AstroKitSpawner(SlurmSpawnerMixin, ProfilesMixin, Spawner):
                 dashboard_url=dashboard_url,
             )
         )
+        # The notebook's process first prepares the home as the user (tutorials, store links,
+        # WELCOME.md), then becomes the notebook server (exec): .home.
+        home_spec = server_dir / "home.json"
+        self._write_owned(home_spec, self._home_spec(profile, dashboard_url).to_json(), account)
         notebook = self._launch(
-            notebook_command(
-                self.cmd, self.get_args(), as_root=account is None and self.runs_as_root
-            ),
+            [
+                *home_command(self.cluster_python, str(home_spec)),
+                *notebook_command(
+                    self.cmd, self.get_args(), as_root=account is None and self.runs_as_root
+                ),
+            ],
             env,
             server_dir / "notebook.log",
             self.home_dir,
@@ -778,7 +863,15 @@ class AstroKitSpawner(SlurmSpawnerMixin, ProfilesMixin, Spawner):
     async def _wait_notebook(self, notebook: Popen, log: Path) -> None:
         url = f"http://127.0.0.1:{self.port}{self.server.base_url}api"
         client = AsyncHTTPClient()
+        deadline = time.monotonic() + self.http_timeout
         while True:
+            if time.monotonic() > deadline:
+                raise SpawnException(
+                    f"The notebook server did not answer within {self.http_timeout:g} s",
+                    reason="notebook",
+                    status_code=500,
+                    log_message=_log_tail(log),
+                )
             if notebook.poll() is not None:
                 raise SpawnException(
                     f"The notebook server exited during start (code {notebook.poll()})",

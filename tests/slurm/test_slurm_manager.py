@@ -218,7 +218,7 @@ def client_env(m: SlurmManager) -> dict[str, str]:
 
 
 def test_scaling_submits_and_cancels_jobs_within_the_profile(manager, monkeypatch):
-    from astrokit.connect import _scale, connect, scale_cluster
+    from astrokit.connect import connect, scale_cluster, scale_on_scheduler
 
     set_notebook_env(monkeypatch, client_env(manager))
     with connect(timeout=60) as client:
@@ -229,7 +229,7 @@ def test_scaling_submits_and_cancels_jobs_within_the_profile(manager, monkeypatc
         with pytest.raises(ValueError, match=r"outside 0\.\.2"):
             scale_cluster(client, 3)
         with pytest.raises(ValueError, match=r"outside 0\.\.2"):  # the manager's own cap
-            client.run_on_scheduler(_scale, n_workers=3)
+            client.run_on_scheduler(scale_on_scheduler, n_workers=3)
     assert len(manager.live_jobs()) == 2
 
 

@@ -7,7 +7,7 @@ from distributed import Client, LocalCluster
 from helpers.dask_env import set_notebook_env
 from test_cluster_manager import Manager
 
-from astrokit.connect import ConnectError, _scale, connect, scale_cluster
+from astrokit.connect import ConnectError, connect, scale_cluster, scale_on_scheduler
 
 
 def _workers(client) -> int:
@@ -31,7 +31,7 @@ def test_scale_down_and_connect_scales_back(tmp_path, monkeypatch):
                 scale_cluster(client, 3)
             # The manager enforces the cap itself, whatever a client sends.
             with pytest.raises(ValueError, match=r"n_workers=5 is outside 0\.\.2"):
-                client.run_on_scheduler(_scale, n_workers=5)
+                client.run_on_scheduler(scale_on_scheduler, n_workers=5)
             assert _workers(client) == 2
     finally:
         m.close()
