@@ -12,23 +12,27 @@ way ``make run`` seeds it (``astrokit platform prepare``), with a smaller survey
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
+#: The teaching notebooks `make run` publishes (`platform prepare --tutorials notebooks`).
+TUTORIALS = Path(__file__).resolve().parents[2] / "notebooks"
 #: The survey the journey's hub serves: small, so that seeding takes seconds.
 GALAXIES = 200
 SPECTRA = 20
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def seeded_hub(tmp_path_factory) -> Iterator[object]:
     """A running hub whose store was prepared like ``make run``'s; closed afterwards."""
     from helpers.hub import HubProcess
 
     from astrokit.commands.platform import prepare
 
-    hub = HubProcess(tmp_path_factory.mktemp("e2e-hub"), users=["ada-e2e"])  # test_journey.USER
-    prepare(hub.run_dir, galaxies=GALAXIES, spectra=SPECTRA, train_model=False)
+    # test_journey.USER and test_landing.USER
+    hub = HubProcess(tmp_path_factory.mktemp("e2e-hub"), users=["ada-e2e", "grace-e2e"])
+    prepare(hub.run_dir, galaxies=GALAXIES, spectra=SPECTRA, train_model=False, tutorials=TUTORIALS)
     hub.start()
     try:
         yield hub
