@@ -13,7 +13,7 @@ STORE_DIR ?= $(RUN_DIR)/store
 CHP := deploy/local/node_modules/.bin/configurable-http-proxy
 PYTEST_ARGS ?=
 
-.PHONY: run test install lint format notebooks seed model bench clean browser slurm hostpkgs
+.PHONY: run stop test install lint format notebooks seed model bench clean browser slurm hostpkgs
 
 # --- installation -----------------------------------------------------------------------
 # jsonschema (via jupyter-events) imports rfc3987-syntax, if installed, for its "iri" format
@@ -69,6 +69,11 @@ run: install seed
 	PATH="$(CURDIR)/deploy/local/node_modules/.bin:$(CURDIR)/$(BIN):$$PATH" \
 	  ASTROKIT_RUN_DIR="$(CURDIR)/$(RUN_DIR)" \
 	  $(BIN)/jupyterhub -f deploy/local/jupyterhub_config.py
+
+# Users' servers outlive the hub process (a hub restart keeps their kernels): Ctrl-C on
+# `make run` stops the hub and the proxy only; this ends every server it started.
+stop: install
+	$(BIN)/astrokit platform stop --run-dir $(RUN_DIR)
 
 # --- tests and tooling --------------------------------------------------------------------
 test: install browser slurm

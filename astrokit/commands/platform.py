@@ -1,5 +1,7 @@
 """``astrokit platform prepare``: everything the embedded default needs before the hub starts.
 
+(And ``astrokit platform stop``: end the user servers of a run directory, ``make stop``.)
+
 Idempotent, so ``make run`` can call it every time: it creates the local object store layout
 (``shared/`` read-only survey area, ``users/``), seeds ``shared/survey`` with a synthetic survey
 and its shards if that area is empty, and trains the demo photo-z model if none exists.
@@ -59,6 +61,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="folder of teaching notebooks (*.ipynb) published in shared/tutorials, from where "
         "the spawner copies them into each user's home (astrokit-tutorials/)",
     )
+    stop = sub.add_parser(
+        "stop",
+        help="end every user server of a run directory (they outlive the hub process, so "
+        "stopping `make run` leaves them running)",
+    )
+    stop.add_argument("--run-dir", default=".run", help="state directory (default: .run)")
 
 
 # Real spectra that permissively licensed PyPI packages ship (DESIGN.md §4): when those packages
@@ -294,5 +302,13 @@ def run(args: argparse.Namespace) -> int:
         )
         for key, url in layout.items():
             log.info("%-11s %s", key, url)
+        return 0
+    if args.platform_command == "stop":
+        import asyncio
+
+        from astrokit_spawner.teardown import stop_all_servers
+
+        stopped = asyncio.run(stop_all_servers(Path(args.run_dir)))
+        print(f"stopped {len(stopped)} server(s){': ' if stopped else ''}{', '.join(stopped)}")
         return 0
     raise AssertionError(f"unhandled action {args.platform_command!r}")  # argparse forbids it

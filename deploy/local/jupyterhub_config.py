@@ -24,6 +24,7 @@ start. When the hub runs as root, each user's server runs as the system account
 astrokit-<name> with cgroup limits (see the README's "Security model").
 """
 
+import asyncio
 import os
 import secrets
 import sys
@@ -129,7 +130,7 @@ c.JupyterHub.load_roles = [
     }
 ]
 
-# --- banner (a config file may print; it is read once at hub start) ---------------------
+# --- banner: printed once the hub answers, after its start-up log, where it is easy to find --
 _url = f"http://{hub_ip}:{hub_port}/"
 _isolation = (
     "each user runs as system account astrokit-<name>, with cgroup limits"
@@ -148,6 +149,28 @@ _banner = f"""
  Idle:       servers stopped after {cull_timeout} s idle; Dask workers released
              after {c.AstroKitSpawner.cluster_idle_timeout:g} s idle
  State:      {run_dir}
+ Stop:       Ctrl-C stops the hub and its proxy; users' servers keep running (a
+             restarted hub finds them again). `make stop` ends them all.
 ==========================================================================
 """
-print(_banner, file=sys.stderr, flush=True)
+
+
+async def _banner_when_up() -> None:
+    from tornado.httpclient import AsyncHTTPClient
+
+    client = AsyncHTTPClient()
+    for _ in range(600):
+        try:
+            response = await client.fetch(f"{_url}hub/api/", raise_error=False, request_timeout=2)
+            if response.code == 200:
+                break
+        except OSError:
+            pass
+        await asyncio.sleep(0.5)
+    print(_banner, file=sys.stderr, flush=True)
+
+
+try:  # the hub reads its config inside its running event loop
+    _banner_task = asyncio.get_running_loop().create_task(_banner_when_up())
+except RuntimeError:  # read elsewhere (a tool, a test): print at once
+    print(_banner, file=sys.stderr, flush=True)

@@ -34,7 +34,6 @@ import contextlib
 import json
 import os
 import secrets
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -82,10 +81,11 @@ from .environment import (
 )
 from .home import HomeSpec, home_command, welcome_text
 from .options import ProfilesMixin
-from .processes import ProcessRef, terminate_server
+from .processes import ProcessRef
 from .profiles import Profile
 from .slurm_spawner import SlurmSpawnerMixin
 from .start_queue import StartQueue
+from .teardown import end_server, remove_server_dir
 from .tls import make_credentials
 
 __all__ = ["AstroKitSpawner"]
@@ -922,27 +922,16 @@ class AstroKitSpawner(SlurmSpawnerMixin, ProfilesMixin, Spawner):
         return 0
 
     async def _terminate(self, *, grace: float) -> None:
-        server_id = self.server_id
-        survivors = await terminate_server(
-            [self.notebook_ref, self.manager_ref], server_id, grace=grace
+        await end_server(
+            self.server_id,
+            refs=[self.notebook_ref, self.manager_ref],
+            account=self.account,
+            grace=grace,
         )
         await self.cancel_slurm_jobs()  # Slurm hook 3: no job outlives the server
-        # The cgroups hold every process the server started, including any that left its
-        # session or dropped the id variable: end whatever the sweep above could not see.
-        cgroups = self._cgroups()
-        if cgroups is not None:
-            left = await cgroups.kill()
-            if left:
-                self.log.error("%s: pids %s survived in its cgroups", self._log_name, left)
-            cgroups.remove()
-        if self.account:
-            await firewall.remove_rules(server_id)
         self._reap()
-        if survivors:
-            self.log.error("%s: pids %s survived SIGKILL", self._log_name, survivors)
         if self.server_dir:
-            # Credentials and scratch of a stopped server are useless; keep nothing around.
-            await asyncio.to_thread(shutil.rmtree, self.server_dir, ignore_errors=True)
+            await remove_server_dir(self.server_dir)
 
     async def stop(self, now: bool = False) -> None:
         """End every process of the server (notebook, kernels, scheduler, workers)."""
