@@ -291,6 +291,12 @@ def _thaw_shared(shared: Path) -> None:
 
 def run(args: argparse.Namespace) -> int:
     if args.platform_command == "prepare":
+        # The set-up output is our steps: the local clusters that ingest and train use log
+        # their start, every connection and their shutdown (with a stray CommClosedError
+        # traceback when a worker's stream closes first) at INFO. Warnings and errors stay.
+        # The variable reaches the worker processes, which configure logging at import.
+        os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "warning")
+        logging.getLogger("distributed").setLevel(logging.WARNING)
         layout = prepare(
             Path(args.run_dir),
             galaxies=args.galaxies,
