@@ -6,9 +6,10 @@ and giving the same guarantees:
 * the catalogue is cut into row ranges (:func:`astrokit.catalogue.plan_catalogue`; parquet
   row groups), and the last wave is split over the cluster's threads
   (:func:`astrokit.inference.balance_partitions`);
-* one named task per range (``astrokit-infer-catalogue-<run>-NNNNN``) runs
-  :func:`predict_catalogue_partition` on the user's cluster: the model is loaded once per
-  worker, each range's predictions are written atomically to ``pred-NNNNN.parquet``;
+* one named task per range (``astrokit-infer-catalogue-<run>-NNNNN``, mapped by
+  :func:`astrokit.inference.run_plan`) runs :func:`predict_catalogue_partition` on the user's
+  cluster: the model is loaded once per worker, each range's predictions are written
+  atomically to ``pred-NNNNN.parquet``;
 * a rerun with the same catalogue, columns and model skips every range whose file holds
   exactly its rows (``resume``); a task whose worker dies is rerun by Dask and rewrites the
   same file;
@@ -28,15 +29,14 @@ the coverage of the 68 % interval, the PIT histogram and the mean CRPS to the po
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import io
 import json
 import logging
 import threading
 import time
-import uuid
 from collections import OrderedDict
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -55,12 +55,11 @@ from astrokit.inference import (
     InferenceError,
     InferenceResult,
     _default_out,
-    _finished,
-    _progress_bar,
     _summarise,
-    balance_partitions,
+    run_plan,
 )
-from astrokit.inference_worker import partition_file
+from astrokit.inference_worker import encode_columns, write_partition_file
+from astrokit.partitions import CatalogueRange, as_partition
 
 log = logging.getLogger(__name__)
 
@@ -159,39 +158,34 @@ def _drop_absent_defaults(
     )
 
 
+#: Columns of every catalogue prediction file, in order, with their types.
+CATALOGUE_SCHEMA = (
+    ("id", "str"),
+    ("z_pred", "f32"),
+    ("z_lo", "f32"),
+    ("z_hi", "f32"),
+    ("z_mean", "f32"),
+    ("z_true", "f32"),
+    ("status", "str"),
+    ("pit", "f32"),
+    ("crps", "f32"),
+    ("pz_weight", "f32[]"),
+    ("pz_mean", "f32[]"),
+    ("pz_sigma", "f32[]"),
+    ("source", "str"),
+    ("row", "i64"),
+    ("partition", "i32"),
+    ("error", "str"),
+)
+
+
 def encode_catalogue_predictions(cols: dict[str, Any]) -> bytes:
     """Parquet bytes of one partition's predictions (see the module docstring)."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    f32 = pa.float32()
-    table = pa.table(
-        {
-            "id": pa.array([str(v) for v in cols["id"]], pa.string()),
-            "z_pred": pa.array(cols["z_pred"], f32),
-            "z_lo": pa.array(cols["z_lo"], f32),
-            "z_hi": pa.array(cols["z_hi"], f32),
-            "z_mean": pa.array(cols["z_mean"], f32),
-            "z_true": pa.array(cols["z_true"], f32),
-            "status": pa.array([str(v) for v in cols["status"]], pa.string()),
-            "pit": pa.array(cols["pit"], f32),
-            "crps": pa.array(cols["crps"], f32),
-            "pz_weight": pa.array(cols["pz_weight"], pa.list_(f32)),
-            "pz_mean": pa.array(cols["pz_mean"], pa.list_(f32)),
-            "pz_sigma": pa.array(cols["pz_sigma"], pa.list_(f32)),
-            "source": pa.array([str(v) for v in cols["source"]], pa.string()),
-            "row": pa.array(cols["row"], pa.int64()),
-            "partition": pa.array(cols["partition"], pa.int32()),
-            "error": pa.array([str(v) for v in cols["error"]], pa.string()),
-        }
-    )
-    buf = io.BytesIO()
-    pq.write_table(table, buf)
-    return buf.getvalue()
+    return encode_columns(cols, CATALOGUE_SCHEMA)
 
 
 def predict_catalogue_partition(
-    part: dict[str, Any],
+    part: CatalogueRange | Mapping[str, Any],
     *,
     model_url: str,
     model_sha256: str,
@@ -199,6 +193,7 @@ def predict_catalogue_partition(
     spec: dict[str, Any],
     store: Any = None,
     batch_size: int = 8192,
+    run_id: str | None = None,
 ) -> dict[str, Any]:
     """Predict one row range of a catalogue and write its ``pred-NNNNN.parquet`` atomically.
 
@@ -207,46 +202,42 @@ def predict_catalogue_partition(
     dict
         ``index``, ``rows``, ``ok``, ``bad``, ``read_s``, ``compute_s``, ``write_s``, ``file``.
     """
-    import torch
-
     from astrokit.models.photometry import predict_mixture, summarise_mixture
-    from astrokit.store import StoreError, resolve
+    from astrokit.store import StoreError
+    from astrokit.workers import open_task_store
 
-    try:  # one worker thread per task: a tiny MLP gains nothing from intra-op threads
-        from distributed import get_worker
-
-        torch.set_num_threads(max(1, int(get_worker().state.nthreads)))
-    except (ImportError, ValueError, AttributeError):
-        pass
+    # torch threads = the worker's threads: astrokit.workers.TorchThreads, once per worker
+    part = as_partition(part)
+    store = open_task_store(store)
     t0 = time.perf_counter()
     cspec = CatalogueSpec.from_dict(spec)
     ckpt = _get_model(model_url, model_sha256, store)
-    n = part["rows"]
+    n = part.rows
     cols: dict[str, Any] = {
         "id": np.array([""] * n, dtype=object),
         "z_true": np.full(n, np.nan),
         "status": np.full(n, "bad_file", dtype=object),
         "error": np.full(n, "", dtype=object),
-        "source": np.array([part["source"]] * n, dtype=object),
-        "row": np.arange(part["start"], part["stop"], dtype=np.int64),
-        "partition": np.full(n, part["index"], dtype=np.int32),
+        "source": np.array([part.source] * n, dtype=object),
+        "row": np.arange(part.start, part.stop, dtype=np.int64),
+        "partition": np.full(n, part.index, dtype=np.int32),
         **{c: np.full(n, np.nan) for c in ("z_pred", "z_lo", "z_hi", "z_mean", "pit", "crps")},
     }
     pz = {c: [None] * n for c in ("pz_weight", "pz_mean", "pz_sigma")}
     try:
         data = read_spec_arrays(
-            part["source_url"], cspec, start=part["start"], stop=part["stop"], store=store
+            part.source_url, cspec, start=part.start, stop=part.stop, store=store
         )
     except (CatalogueError, StoreError) as exc:
         # the range cannot be read: every row is reported, none is lost or invented
-        log.error("partition %d: %s", part["index"], exc)
+        log.error("partition %d: %s", part.index, exc)
         cols["error"][:] = f"{type(exc).__name__}: {exc}"
         data = None
     t1 = time.perf_counter()
     if data is not None:
         if len(data["ids"]) != n:
             raise RuntimeError(
-                f"partition {part['index']}: read {len(data['ids'])} rows, the plan expects {n}"
+                f"partition {part.index}: read {len(data['ids'])} rows, the plan expects {n}"
             )
         cols["id"], cols["z_true"] = data["ids"], data["z"]
         cols["status"], cols["error"] = screen_photometry(data["mags"], data["errors"], cspec)
@@ -262,11 +253,10 @@ def predict_catalogue_partition(
                     pz[c][i] = v[j].astype(np.float32).tolist()
     t2 = time.perf_counter()
     payload = encode_catalogue_predictions({**cols, **pz})
-    st, target = resolve(f"{out_url.rstrip('/')}/{partition_file(part['index'])}", store)
-    st.write_bytes(target, payload)
+    target = write_partition_file(out_url, part.index, payload, store)
     n_ok = int((cols["status"] == "ok").sum())
     return {
-        "index": part["index"],
+        "index": part.index,
         "rows": n,
         "ok": n_ok,
         "bad": n - n_ok,
@@ -318,7 +308,8 @@ def infer_catalogue(
     client : distributed.Client, optional
         Cluster (default: current, the spawner's, else a temporary local one).
     store : astrokit.store.Store, optional
-        Store for every read and write (sent to the workers).
+        Store for every read and write (workers get it without credentials:
+        :func:`astrokit.workers.task_store`).
     partition_rows : int
         Rows per task (parquet: whole row groups of at least this many rows).
     batch_size : int
@@ -345,7 +336,6 @@ def infer_catalogue(
     """
     import os
 
-    from astrokit.cluster import client_or_local
     from astrokit.store import resolve
 
     t_start = time.perf_counter()
@@ -369,85 +359,25 @@ def infer_catalogue(
     plan.update(model_url=model, model_sha256=ckpt.sha256, max_nan_fraction=None)
     plan["fingerprint"] = _fingerprint(plan, ckpt.sha256)
 
-    plan_url = f"{out_url}/{PLAN_NAME}"
-    previous: dict[str, Any] = {}
-    if resume and st.exists(plan_url):
-        try:
-            previous = json.loads(st.read_bytes(plan_url))
-        except (ValueError, OSError):
-            previous = {}
-        if previous.get("fingerprint") != plan["fingerprint"]:
-            log.warning("%s holds another run (data, columns or model); recomputing", out_url)
-            previous = {}
-
-    run_id = uuid.uuid4().hex[:8]
-    stats: list[dict[str, Any]] = []
-    failures: dict[int, str] = {}
-    n_workers = n_threads = 0
-    t_compute = time.perf_counter()
-    with contextlib.ExitStack() as stack:
-        done: set[int] = set()
-        if previous:  # the same run: keep its ranges, so that every finished file counts
-            plan["partitions"] = previous["partitions"]
-            done = {p["index"] for p in plan["partitions"] if _finished(st, out_url, p)}
-            log.info("resuming: %d of %d ranges finished", len(done), len(plan["partitions"]))
-        todo = [p for p in plan["partitions"] if p["index"] not in done]
-        cl = None
-        if todo:
-            cl = stack.enter_context(client_or_local(client))
-            workers = cl.scheduler_info().get("workers", {})
-            n_workers = len(workers)
-            n_threads = sum(w.get("nthreads", 0) for w in workers.values())
-            if not previous:
-                plan["partitions"] = balance_partitions(plan["partitions"], n_threads)
-                todo = plan["partitions"]
-        st.write_bytes(plan_url, json.dumps(plan, indent=1).encode())
-        if cl is not None:
-            futures = cl.map(
-                predict_catalogue_partition,
-                todo,
-                key=[f"astrokit-infer-catalogue-{run_id}-{p['index']:05d}" for p in todo],
-                model_url=model,
-                model_sha256=ckpt.sha256,
-                out_url=out_url,
-                spec=spec.to_dict(),
-                store=store,
-                batch_size=batch_size,
-                retries=1,
-                pure=False,
-            )
-            by_key = {f.key: p for f, p in zip(futures, todo, strict=True)}
-            bar = _progress_bar(len(plan["partitions"]), len(done), progress)
-            try:
-                from distributed import as_completed
-
-                for fut in as_completed(futures):
-                    part = by_key[fut.key]
-                    try:
-                        stats.append(fut.result())
-                    except Exception as exc:
-                        failures[part["index"]] = f"{type(exc).__name__}: {exc}"
-                        log.error("range %d failed: %s", part["index"], exc)
-                    if bar is not None:
-                        bar.update(1)
-            finally:
-                if bar is not None:
-                    bar.close()
-                for fut in futures:
-                    fut.release()
-    compute_seconds = time.perf_counter() - t_compute
-    result = _summarise(
+    run = run_plan(
         st,
         out_url,
         plan,
-        stats=stats,
-        failures=failures,
-        resumed=len(done),
-        compute_seconds=compute_seconds,
-        wall_seconds=time.perf_counter() - t_start,
-        workers=n_workers,
-        threads=n_threads,
+        predict_catalogue_partition,
+        client=client,
+        resume=resume,
+        key_prefix="astrokit-infer-catalogue",
+        progress=progress,
+        what="range",
+        model_url=model,
+        model_sha256=ckpt.sha256,
+        out_url=out_url,
+        spec=spec.to_dict(),
         store=store,
+        batch_size=batch_size,
+    )
+    result = _summarise(
+        st, out_url, plan, **vars(run), wall_seconds=time.perf_counter() - t_start, store=store
     )
     _add_uncertainty_summary(st, result)
     if not result.summary["complete"]:

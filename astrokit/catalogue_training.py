@@ -23,7 +23,7 @@ import numpy as np
 
 from astrokit.catalogue import CatalogueSpec, read_spec_arrays, screen_photometry
 from astrokit.metrics import photoz_metrics, uncertainty_metrics
-from astrokit.training import TrainingError, TrainResult
+from astrokit.training import TrainingError, TrainResult, run_training
 
 log = logging.getLogger(__name__)
 
@@ -125,36 +125,18 @@ def train_catalogue(
         "weight_decay": weight_decay,
         "val_fraction": val_fraction,
         "seed": seed,
-        "threads": threads,
-        "store": store,
     }
     if not z_column:
         raise TrainingError("training needs z_column, the spectroscopic redshift column")
-    if client is not None:
-        future = client.submit(
-            _train_threads,
-            data_url,
-            **kwargs,
-            key=f"astrokit-train-catalogue-{seed}-{time.time_ns()}",
-            pure=False,
-        )
-        return future.result()
-    return _train_threads(data_url, **kwargs)
-
-
-def _train_threads(data_url: str, *, threads: int | None, **kwargs: Any) -> TrainResult:
-    import torch
-
-    if threads is None:
-        return _train_body(data_url, **kwargs)
-    if threads < 1:
-        raise TrainingError(f"threads must be >= 1, got {threads}")
-    before = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        return _train_body(data_url, **kwargs)
-    finally:
-        torch.set_num_threads(before)
+    return run_training(
+        _train_body,
+        data_url,
+        client=client,
+        key=f"astrokit-train-catalogue-{seed}-{time.time_ns()}",
+        threads=threads,
+        store=store,
+        **kwargs,
+    )
 
 
 def _evaluate(model: Any, feats: Any, z: np.ndarray) -> tuple[float, dict[str, Any]]:

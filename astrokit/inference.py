@@ -2,10 +2,11 @@
 
 The client side of the run. It
 
-1. **plans** partitions: a shard set (``manifest.json``, :mod:`astrokit.shards`) is cut into
-   row ranges of about ``partition_mb`` MB (one per shard at the default 25 MB); a directory of
-   FITS cutouts is grouped into lists of files of about that size. The plan is written to
-   ``<out>/plan.json``;
+1. **plans** partitions (:mod:`astrokit.partitions`): a shard set (``manifest.json``,
+   :mod:`astrokit.shards`) is cut into row ranges of about ``partition_mb`` MB (one per shard
+   at the default 25 MB); a directory of FITS cutouts (any of
+   :data:`~astrokit.partitions.FITS_SUFFIXES`) is grouped into lists of files of about that
+   size. The plan is written to ``<out>/plan.json``;
 2. **resumes**: when ``plan.json`` already describes the same data, model and policy, every
    partition whose ``pred-NNNNN.parquet`` exists and holds exactly its rows is skipped;
 3. **maps** one named task per remaining partition (``astrokit-infer-<run>-NNNNN``, so the
@@ -33,10 +34,8 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
-import itertools
 import json
 import logging
-import math
 import os
 import posixpath
 import time
@@ -49,7 +48,14 @@ import numpy as np
 
 from astrokit import env
 from astrokit.errors import UserError
-from astrokit.inference_worker import PRED_COLUMNS, partition_file, predict_partition
+from astrokit.inference_worker import (
+    PRED_COLUMNS,
+    PredictOptions,
+    partition_file,
+    predict_partition,
+)
+from astrokit.partitions import FITS_SUFFIXES, Partition, as_partition, balance
+from astrokit.shards import DEFAULT_PARTITION_MB
 
 log = logging.getLogger(__name__)
 
@@ -62,10 +68,8 @@ __all__ = [
     "plan_partitions",
 ]
 
-#: Default partition size in MB (10^6 bytes), as in CAI's 25 MB Lambda partitions.
-DEFAULT_PARTITION_MB = 25.0
-#: Names of FITS cutout files accepted as direct input.
-FITS_PATTERNS = ("*.fits", "*.fits.gz", "*.fit", "*.fts")
+#: Names of FITS cutout files accepted as direct input (:data:`astrokit.partitions.FITS_SUFFIXES`).
+FITS_PATTERNS = tuple(f"*{suffix}" for suffix in FITS_SUFFIXES)
 PLAN_NAME = "plan.json"
 SUMMARY_NAME = "summary.json"
 CATALOG_NAME = "catalog.parquet"
@@ -130,153 +134,69 @@ class InferenceResult:
 # -- planning --------------------------------------------------------------------------------
 
 
-def _is_shard_set(data_url: str, store: Any) -> bool:
-    from astrokit.shards import MANIFEST_NAME
-    from astrokit.store import resolve
-
-    st, url = resolve(data_url, store)
-    return url.endswith("/" + MANIFEST_NAME) or st.exists(f"{url.rstrip('/')}/{MANIFEST_NAME}")
-
-
 def plan_partitions(
     data_url: str, *, partition_mb: float = DEFAULT_PARTITION_MB, store: Any = None
 ) -> dict[str, Any]:
     """Cut the input into partitions of about ``partition_mb`` MB (pure apart from listing).
 
+    The planning itself is :func:`astrokit.partitions.plan_input`; this is its JSON form
+    (``plan.json``).
+
     Returns
     -------
     dict
         ``{"data_url", "kind": "shards"|"fits", "total_rows", "partitions": [...]}``; each
-        partition is a JSON-able dict with ``index``, ``kind``, ``rows`` and either
-        ``source_url``/``shard``/``start``/``stop`` (shards) or ``files`` (FITS).
+        partition is a JSON-able dict (:meth:`~astrokit.partitions.ShardRange.to_dict`) with
+        ``index``, ``kind``, ``rows`` and either ``source_url``/``shard``/``start``/``stop``
+        (shards) or ``files`` (FITS).
 
     Raises
     ------
     InferenceError
         Nothing to infer on at ``data_url``.
     """
+    from astrokit.partitions import plan_input
+    from astrokit.store import StoreNotFound
+
     if partition_mb <= 0:
         raise InferenceError(f"partition_mb must be > 0, got {partition_mb}")
-    target = partition_mb * 1e6
-    partitions: list[dict[str, Any]] = []
-    if _is_shard_set(data_url, store):
-        from astrokit.shards import Manifest
-
-        manifest = Manifest.load(data_url, store=store)
-        for info in manifest.shards:
-            if info.rows == 0:
-                continue
-            pieces = max(1, math.ceil(info.bytes / target))
-            bounds = np.linspace(0, info.rows, min(pieces, info.rows) + 1).round().astype(int)
-            for start, stop in itertools.pairwise(bounds):
-                partitions.append(
-                    {
-                        "index": len(partitions),
-                        "kind": "shard",
-                        "source_url": manifest.shard_url(info),
-                        "shard": {
-                            "name": info.name,
-                            "rows": info.rows,
-                            "sha256": info.sha256,
-                            "bytes": info.bytes,
-                        },
-                        "start": int(start),
-                        "stop": int(stop),
-                        "rows": int(stop - start),
-                    }
-                )
-        kind = "shards"
-    else:
-        import fnmatch
-
-        from astrokit.store import StoreNotFound, resolve
-
-        st, url = resolve(data_url, store)
-        group: list[str] = []
-        size = 0
-        try:
-            entries = list(st.iter_entries(url))
-        except StoreNotFound as exc:
-            raise InferenceError(f"{data_url}: no such shard set or directory") from exc
-        for entry in entries:
-            if entry.kind != "file" or not any(
-                fnmatch.fnmatchcase(entry.name.lower(), p) for p in FITS_PATTERNS
-            ):
-                continue
-            group.append(entry.url)
-            size += entry.size or 0
-            if size >= target:
-                partitions.append(_fits_partition(len(partitions), group))
-                group, size = [], 0
-        if group:
-            partitions.append(_fits_partition(len(partitions), group))
-        kind = "fits"
+    try:
+        kind, partitions = plan_input(data_url, partition_mb=partition_mb, store=store)
+    except StoreNotFound as exc:
+        raise InferenceError(f"{data_url}: no such shard set or directory") from exc
     if not partitions:
         raise InferenceError(
             f"{data_url}: nothing to infer on (expected a shard set with manifest.json or a "
-            f"directory of FITS cutouts matching {', '.join(FITS_PATTERNS)})"
+            f"directory of FITS cutouts named {', '.join(FITS_PATTERNS)})"
         )
     return {
         "data_url": data_url,
         "kind": kind,
-        "total_rows": sum(p["rows"] for p in partitions),
+        "total_rows": sum(p.rows for p in partitions),
         "partition_mb": partition_mb,
-        "partitions": partitions,
+        "partitions": [p.to_dict() for p in partitions],
     }
 
 
-def _fits_partition(index: int, files: list[str]) -> dict[str, Any]:
-    return {"index": index, "kind": "fits", "files": list(files), "rows": len(files)}
-
-
-def _split(part: dict[str, Any], pieces: int) -> list[dict[str, Any]]:
-    """``part`` cut into up to ``pieces`` near-equal partitions (row ranges or file groups)."""
-    pieces = max(1, min(pieces, part["rows"]))
-    if pieces == 1:
-        return [part]
-    if part["kind"] in ("shard", "catalogue"):  # row ranges (catalogue: astrokit.catalogue)
-        bounds = np.linspace(part["start"], part["stop"], pieces + 1).round().astype(int)
-        return [
-            {**part, "start": int(a), "stop": int(b), "rows": int(b - a)}
-            for a, b in itertools.pairwise(bounds)
-        ]
-    bounds = np.linspace(0, len(part["files"]), pieces + 1).round().astype(int)
-    return [_fits_partition(0, part["files"][a:b]) for a, b in itertools.pairwise(bounds)]
-
-
-def balance_partitions(partitions: list[dict[str, Any]], slots: int) -> list[dict[str, Any]]:
-    """Cut the last wave of tasks so that it spreads over ``slots`` worker threads.
-
-    ``n`` size-based partitions on ``slots`` threads run in ``ceil(n / slots)`` waves; when
-    ``n`` is not a multiple of ``slots`` the last wave leaves threads idle while one of them
-    finishes a whole partition (17 x 25 MB on 2 workers: one worker does 9, the other 8 and
-    then waits, ~6 % of the run). Each of the last ``n % slots`` partitions is therefore cut
-    into ``slots`` pieces, which the scheduler hands out last (tasks run roughly in
-    submission order), so every thread finishes at about the same time. With fewer
-    partitions than threads (a small data set) this cuts them all, so no worker sits idle.
-    Partitions keep their order; indices are renumbered.
-    """
-    slots = int(slots)
-    if slots <= 1 or not partitions:
-        return [dict(p) for p in partitions]
-    rest = len(partitions) % slots
-    head = partitions[: len(partitions) - rest]
-    tail = partitions[len(partitions) - rest :]
-    out = [dict(p) for p in head]
-    for part in tail:
-        out.extend(_split(part, slots))
-    for i, part in enumerate(out):
-        part["index"] = i
+def balance_partitions(partitions: list[Any], slots: int) -> list[Any]:
+    """:func:`astrokit.partitions.balance` for plan dicts (typed partitions stay typed)."""
+    typed = [as_partition(p) for p in partitions]
+    out = balance(typed, slots)
+    if partitions and isinstance(partitions[0], dict):
+        return [p.to_dict() for p in out]
     return out
 
 
-def _expected_keys(part: dict[str, Any]) -> list[tuple[str, int]]:
+def _fits_partition(index: int, files: list[str]) -> dict[str, Any]:
+    """The plan dict of a group of FITS files (:class:`astrokit.partitions.FileGroup`)."""
+    from astrokit.partitions import FileGroup
+
+    return FileGroup(index, tuple(files)).to_dict()
+
+
+def _expected_keys(part: dict[str, Any] | Partition) -> list[tuple[str, int]]:
     """The (source, row) identities a partition must produce."""
-    if part["kind"] == "shard":
-        return [(part["shard"]["name"], r) for r in range(part["start"], part["stop"])]
-    if part["kind"] == "catalogue":  # a row range of one catalogue file
-        return [(part["source"], r) for r in range(part["start"], part["stop"])]
-    return [(u.rstrip("/").rsplit("/", 1)[-1], 0) for u in part["files"]]
+    return as_partition(part).expected_keys()
 
 
 def _fingerprint(
@@ -345,6 +265,138 @@ def _progress_bar(total: int, initial: int, enabled: bool) -> Any:
     return tqdm(total=total, initial=initial, desc="astrokit infer", unit="part")
 
 
+@dataclass
+class RunOutcome:
+    """What :func:`run_plan` did: task results, failures by partition index, cluster size."""
+
+    stats: list[dict[str, Any]]
+    failures: dict[int, str]
+    resumed: int
+    workers: int
+    threads: int
+    compute_seconds: float
+
+
+def _previous_plan(st: Any, plan_url: str, fingerprint: str, resume: bool) -> dict[str, Any]:
+    """The plan of an earlier run of the same identity at ``plan_url`` ({} when none)."""
+    if not (resume and st.exists(plan_url)):
+        return {}
+    try:
+        previous = json.loads(st.read_bytes(plan_url))
+    except (ValueError, OSError):
+        return {}
+    if previous.get("fingerprint") != fingerprint:
+        log.warning(
+            "%s holds a run with other data, model or settings; recomputing everything",
+            plan_url.rsplit("/", 1)[0],
+        )
+        return {}
+    return previous
+
+
+def run_plan(
+    st: Any,
+    out_url: str,
+    plan: dict[str, Any],
+    task: Any,
+    /,
+    *,
+    client: Any,
+    resume: bool,
+    key_prefix: str,
+    progress: bool,
+    what: str = "partition",
+    **task_kwargs: Any,
+) -> RunOutcome:
+    """Run one named task per partition of ``plan`` on the cluster, resuming an earlier run.
+
+    The client side shared by :func:`infer` and
+    :func:`astrokit.catalogue_inference.infer_catalogue`:
+
+    * a ``plan.json`` with the same ``fingerprint`` is an earlier run of the same work: its
+      partitions (cut for the cluster it ran on) are kept, and every one whose file holds
+      exactly its rows is skipped;
+    * otherwise the last wave is cut for today's cluster (:func:`astrokit.partitions.balance`);
+    * ``plan.json`` is written, then ``task(partition, **task_kwargs, run_id=...)`` is mapped
+      as ``<key_prefix>-<run>-NNNNN`` with a progress bar; the workers get their torch threads
+      from :class:`astrokit.workers.TorchThreads` and their store through
+      :func:`astrokit.workers.task_store` (the caller passes ``store`` in ``task_kwargs``).
+
+    ``plan["partitions"]`` are the JSON dicts; the tasks get typed partitions.
+    """
+    from astrokit.cluster import client_or_local
+    from astrokit.workers import setup_workers, task_store
+
+    if "store" in task_kwargs:
+        task_kwargs["store"] = task_store(task_kwargs["store"])
+    plan_url = f"{out_url}/{PLAN_NAME}"
+    previous = _previous_plan(st, plan_url, plan["fingerprint"], resume)
+    run_id = uuid.uuid4().hex[:8]
+    stats: list[dict[str, Any]] = []
+    failures: dict[int, str] = {}
+    n_workers = n_threads = 0
+    done: set[int] = set()
+    t_compute = time.perf_counter()
+    with contextlib.ExitStack() as stack:
+        if previous:
+            # The same run: keep its partitions (cut for the cluster it ran on), so that every
+            # finished file still counts, whatever the size of today's cluster.
+            plan["partitions"] = previous["partitions"]
+            done = {p["index"] for p in plan["partitions"] if _finished(st, out_url, p)}
+            log.info(
+                "resuming: %d of %d %ss already finished", len(done), len(plan["partitions"]), what
+            )
+        todo = [p for p in plan["partitions"] if p["index"] not in done]
+        cl = None
+        if todo:
+            cl = stack.enter_context(client_or_local(client))
+            workers = cl.scheduler_info().get("workers", {})
+            n_workers = len(workers)
+            n_threads = sum(w.get("nthreads", 0) for w in workers.values())
+            if not previous:
+                plan["partitions"] = balance_partitions(plan["partitions"], n_threads)
+                todo = plan["partitions"]
+        st.write_bytes(plan_url, json.dumps(plan, indent=1).encode())
+        if cl is not None:
+            setup_workers(cl)
+            log.info(
+                "running %d %ss (%d rows) on %d workers / %d threads",
+                len(todo), what, sum(p["rows"] for p in todo), n_workers, n_threads,
+            )  # fmt: skip
+            parts = [as_partition(p) for p in todo]
+            futures = cl.map(
+                task,
+                parts,
+                key=[f"{key_prefix}-{run_id}-{p.index:05d}" for p in parts],
+                run_id=run_id,
+                retries=1,  # a transient store error gets a second chance
+                pure=False,
+                **task_kwargs,
+            )
+            by_key = {f.key: p for f, p in zip(futures, parts, strict=True)}
+            bar = _progress_bar(len(plan["partitions"]), len(done), progress)
+            try:
+                from distributed import as_completed
+
+                for fut in as_completed(futures):
+                    part = by_key[fut.key]
+                    try:
+                        stats.append(fut.result())
+                    except Exception as exc:
+                        failures[part.index] = f"{type(exc).__name__}: {exc}"
+                        log.error("%s %d failed: %s", what, part.index, exc)
+                    if bar is not None:
+                        bar.update(1)
+            finally:
+                if bar is not None:
+                    bar.close()
+                for fut in futures:
+                    fut.release()
+    return RunOutcome(
+        stats, failures, len(done), n_workers, n_threads, time.perf_counter() - t_compute
+    )
+
+
 # -- the run ---------------------------------------------------------------------------------
 
 
@@ -379,8 +431,9 @@ def infer(
         Cluster to run on; default: the current client, else the spawner's cluster from the
         environment, else a temporary local cluster (2 processes x 1 thread).
     store : astrokit.store.Store, optional
-        Store for all reads and writes (default: from the URLs and the environment); it is
-        sent to the workers, so explicit ``storage_options`` reach them too.
+        Store for all reads and writes (default: from the URLs and the environment). Workers
+        get it as a :class:`~astrokit.workers.StoreSpec` (URL, endpoint, areas) and take
+        credentials from their own environment: no key or secret travels in the task graph.
     partition_mb : float
         Target partition size in MB (one task each); default 25.
     batch_size : int, optional
@@ -416,7 +469,6 @@ def infer(
         Some partitions failed or the predictions do not match the input row for row; the
         summary (``complete: false``) is written first and attached as ``exc.result``.
     """
-    from astrokit.cluster import client_or_local
     from astrokit.models.precision import PrecisionError, check_precision, check_tolerance
     from astrokit.models.runtime import DEFAULT_MAX_NAN_FRACTION
     from astrokit.store import resolve
@@ -448,109 +500,32 @@ def infer(
     plan["parity_tolerance"] = parity_tolerance
     plan["fingerprint"] = _fingerprint(plan, model_sha, nan_policy, precision)
 
-    plan_url = f"{out_url}/{PLAN_NAME}"
-    previous: dict[str, Any] = {}
-    if resume and st.exists(plan_url):
-        try:
-            previous = json.loads(st.read_bytes(plan_url))
-        except (ValueError, OSError):
-            previous = {}
-        if previous.get("fingerprint") != plan["fingerprint"]:
-            log.warning(
-                "%s holds a run with other data, model or policy; recomputing everything",
-                out_url,
-            )
-            previous = {}
-
-    run_id = uuid.uuid4().hex[:8]
-    stats: list[dict[str, Any]] = []
-    failures: dict[int, str] = {}
-    t_compute = time.perf_counter()
-    n_workers = n_threads = 0
-    with contextlib.ExitStack() as stack:
-        if previous:
-            # The same run: keep its partitions (cut for the cluster it ran on), so that every
-            # finished file still counts, whatever the size of today's cluster.
-            plan["partitions"] = previous["partitions"]
-            done = {p["index"] for p in plan["partitions"] if _finished(st, out_url, p)}
-            log.info(
-                "resuming: %d of %d partitions already finished",
-                len(done),
-                len(plan["partitions"]),
-            )
-        else:
-            done = set()
-        todo = [p for p in plan["partitions"] if p["index"] not in done]
-        cl = None
-        if todo:
-            cl = stack.enter_context(client_or_local(client))
-            info = cl.scheduler_info()
-            n_workers = len(info.get("workers", {}))
-            n_threads = sum(w.get("nthreads", 0) for w in info.get("workers", {}).values())
-            if not previous:
-                plan["partitions"] = balance_partitions(plan["partitions"], n_threads)
-                todo = plan["partitions"]
-        parts = plan["partitions"]
-        st.write_bytes(plan_url, json.dumps(plan, indent=1).encode())
-        if cl is not None:
-            log.info(
-                "inferring %d partitions (%d rows) on %d workers / %d threads",
-                len(todo),
-                sum(p["rows"] for p in todo),
-                n_workers,
-                n_threads,
-            )
-            futures = cl.map(
-                predict_partition,
-                todo,
-                key=[f"astrokit-infer-{run_id}-{p['index']:05d}" for p in todo],
-                model_url=model,
-                model_sha256=model_sha,
-                out_url=out_url,
-                store=store,
-                batch_size=batch_size,
-                device=device,
-                max_nan_fraction=nan_policy,
-                precision=precision,
-                parity_tolerance=parity_tolerance,
-                parity_sample=parity_sample,
-                run_id=run_id,
-                retries=1,  # a transient store error gets a second chance
-                pure=False,
-            )
-            by_key = {f.key: p for f, p in zip(futures, todo, strict=True)}
-            bar = _progress_bar(len(parts), len(done), progress)
-            try:
-                from distributed import as_completed
-
-                for fut in as_completed(futures):
-                    part = by_key[fut.key]
-                    try:
-                        stats.append(fut.result())
-                    except Exception as exc:
-                        failures[part["index"]] = f"{type(exc).__name__}: {exc}"
-                        log.error("partition %d failed: %s", part["index"], exc)
-                    if bar is not None:
-                        bar.update(1)
-            finally:
-                if bar is not None:
-                    bar.close()
-                for fut in futures:
-                    fut.release()
-    compute_seconds = time.perf_counter() - t_compute
-
-    result = _summarise(
+    options = PredictOptions(
+        batch_size=batch_size,
+        device=device,
+        max_nan_fraction=nan_policy,
+        precision=precision,
+        parity_tolerance=parity_tolerance,
+        parity_sample=parity_sample,
+    )
+    run = run_plan(
         st,
         out_url,
         plan,
-        stats=stats,
-        failures=failures,
-        resumed=len(done),
-        compute_seconds=compute_seconds,
-        wall_seconds=time.perf_counter() - t_start,
-        workers=n_workers,
-        threads=n_threads,
+        predict_partition,
+        client=client,
+        resume=resume,
+        key_prefix="astrokit-infer",
+        progress=progress,
+        model_url=model,
+        model_sha256=model_sha,
+        out_url=out_url,
         store=store,
+        options=options,
+    )
+
+    result = _summarise(
+        st, out_url, plan, **vars(run), wall_seconds=time.perf_counter() - t_start, store=store
     )
     if not result.summary["complete"]:
         raise IncompleteResultError(
@@ -614,7 +589,10 @@ def _summarise(
     threads: int,
     store: Any,
 ) -> InferenceResult:
-    """Read every partition file, check exactness, write catalogue and summary."""
+    """Read every partition file, check exactness, write catalogue and summary.
+
+    The keyword arguments are a :class:`RunOutcome`'s fields (``**vars(outcome)``).
+    """
     import pyarrow as pa
     import pyarrow.parquet as pq
 

@@ -8,7 +8,8 @@
 2. reads its partition (a row range of one shard, or a group of FITS cutouts);
 3. screens rows with the input policy (:mod:`astrokit.models.runtime`): bad rows are kept in
    the output with ``z_pred = NaN`` and a status, never silently predicted;
-4. predicts the rest in device-sized batches with torch threads = the worker's threads, in
+4. predicts the rest in device-sized batches with torch threads = the worker's threads (set
+   once per worker by :class:`astrokit.workers.TorchThreads`), in
    the precision chosen for this worker (:mod:`astrokit.models.precision`): the first
    partition a worker gets runs the parity guard on a sample of its rows (fp32 against the
    reduced precision) and the outcome is cached per process with the model, so every later
@@ -27,28 +28,52 @@ import logging
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from astrokit.errors import UserError
+from astrokit.partitions import FileGroup, Partition, ShardRange, as_partition
 
 log = logging.getLogger(__name__)
 
-__all__ = ["PRED_COLUMNS", "ModelChangedError", "partition_file", "predict_partition"]
+__all__ = [
+    "PRED_COLUMNS",
+    "ModelChangedError",
+    "PredictOptions",
+    "partition_file",
+    "predict_partition",
+]
 
-#: Columns of every prediction file (and of the final catalogue), in order.
-PRED_COLUMNS = (
-    "id",
-    "z_pred",
-    "z_true",
-    "status",
-    "source",
-    "row",
-    "nan_fraction",
-    "partition",
-    "error",
+#: Columns of every prediction file (and of the final catalogue), in order, with their types
+#: (:func:`encode_columns`).
+PRED_SCHEMA = (
+    ("id", "str"),
+    ("z_pred", "f32"),
+    ("z_true", "f32"),
+    ("status", "str"),
+    ("source", "str"),
+    ("row", "i64"),
+    ("nan_fraction", "f32"),
+    ("partition", "i32"),
+    ("error", "str"),
 )
+PRED_COLUMNS = tuple(name for name, _ in PRED_SCHEMA)
+
+
+@dataclass(frozen=True)
+class PredictOptions:
+    """How a worker predicts (see :func:`astrokit.inference.infer` for each setting)."""
+
+    batch_size: int | None = None
+    device: str | None = None
+    max_nan_fraction: float | None = None
+    precision: str | None = None
+    parity_tolerance: float | None = None
+    parity_sample: int | None = None
+
 
 # (url, sha256, device) -> Checkpoint. Two entries at most: a worker serves one run at a time,
 # and a notebook comparing two models should not reload on every task.
@@ -71,15 +96,6 @@ class ModelChangedError(UserError, RuntimeError):
 def partition_file(index: int) -> str:
     """File name of partition ``index``'s predictions (``pred-00042.parquet``)."""
     return f"pred-{index:05d}.parquet"
-
-
-def _worker_threads() -> int | None:
-    try:
-        from distributed import get_worker
-
-        return int(get_worker().state.nthreads)
-    except (ImportError, ValueError, AttributeError):
-        return None
 
 
 def get_model(model_url: str, sha256: str, device: str | None, store: Any = None) -> Any:
@@ -183,18 +199,18 @@ def precision_for(
         return choice, report, head
 
 
-def _read_shard_range(part: dict, store: Any) -> dict[str, Any]:
-    from astrokit.shards import ShardError, ShardInfo, read_shard
+def _read_shard_range(part: ShardRange, store: Any) -> dict[str, Any]:
+    from astrokit.shards import ShardError, read_shard
     from astrokit.store import StoreError
 
-    info = ShardInfo(**part["shard"])
-    start, stop = part["start"], part["stop"]
+    info = part.shard
+    start, stop = part.start, part.stop
     n = stop - start
     try:
-        arrays = read_shard(part["source_url"], store=store, expect=info)
+        arrays = read_shard(part.source_url, store=store, expect=info)
     except (ShardError, StoreError) as exc:
         # the whole source is unreadable: every row is reported, none is lost or invented
-        log.error("partition %d: %s", part["index"], exc)
+        log.error("partition %d: %s", part.index, exc)
         return {
             "images": None,
             "ids": np.array([""] * n, dtype=object),
@@ -214,16 +230,16 @@ def _read_shard_range(part: dict, store: Any) -> dict[str, Any]:
     }
 
 
-def _read_fits_group(part: dict, store: Any, max_nan_fraction: float) -> dict[str, Any]:
+def _read_fits_group(part: FileGroup, store: Any, max_nan_fraction: float) -> dict[str, Any]:
     from astrokit.formats import read_cutout
 
-    n = len(part["files"])
+    n = part.rows
     images: list[np.ndarray | None] = [None] * n
     mags: list[np.ndarray | None] = [None] * n
     ids, zs, errors = [""] * n, [np.nan] * n, [""] * n
     nan_fraction = np.zeros(n, dtype=np.float32)
     shape = None
-    for i, url in enumerate(part["files"]):
+    for i, url in enumerate(part.files):
         name = url.rstrip("/").rsplit("/", 1)[-1]
         ids[i] = name
         try:
@@ -234,7 +250,7 @@ def _read_fits_group(part: dict, store: Any, max_nan_fraction: float) -> dict[st
             if shape is not None and image.shape != shape:
                 raise ValueError(f"cutout shape {image.shape} differs from {shape}")
         except Exception as exc:  # any unreadable file is one bad row, reported by name
-            log.warning("partition %d: bad cutout %s: %s", part["index"], url, exc)
+            log.warning("partition %d: bad cutout %s: %s", part.index, url, exc)
             errors[i] = f"{type(exc).__name__}: {exc}"
             continue
         shape = image.shape
@@ -260,80 +276,95 @@ def _read_fits_group(part: dict, store: Any, max_nan_fraction: float) -> dict[st
         "ids": np.array(ids, dtype=object),
         "z": np.array(zs, dtype=np.float32),
         "rows": np.zeros(n, dtype=np.int64),
-        "sources": np.array(
-            [u.rstrip("/").rsplit("/", 1)[-1] for u in part["files"]], dtype=object
-        ),
+        "sources": np.array([u.rstrip("/").rsplit("/", 1)[-1] for u in part.files], dtype=object),
         "file_errors": np.array(errors, dtype=object),
         "nan_fraction": nan_fraction,
     }
 
 
-def read_partition(part: dict, store: Any = None, max_nan_fraction: float = 1.0) -> dict[str, Any]:
+def read_partition(
+    part: Partition | Mapping[str, Any], store: Any = None, max_nan_fraction: float = 1.0
+) -> dict[str, Any]:
     """Read a partition's inputs; unreadable sources become rows with an ``error`` message.
 
     FITS cutouts come back with their reader's NaN fill; those over ``max_nan_fraction`` are
     returned all-NaN so that the input policy reports them, and ``nan_fraction`` holds the
     fraction measured before the fill.
     """
-    if part["kind"] == "shard":
+    part = as_partition(part)
+    if isinstance(part, ShardRange):
         return _read_shard_range(part, store)
-    if part["kind"] == "fits":
+    if isinstance(part, FileGroup):
         return _read_fits_group(part, store, max_nan_fraction)
-    raise ValueError(f"unknown partition kind {part['kind']!r}; expected 'shard' or 'fits'")
+    raise ValueError(f"unknown partition kind {part.kind!r}; expected 'shard' or 'fits'")
+
+
+def encode_columns(columns: Mapping[str, Any], schema: Sequence[tuple[str, str]]) -> bytes:
+    """Parquet bytes of ``columns`` in the order and types of ``schema``.
+
+    ``schema`` is ``(name, type)`` pairs, type one of ``str``, ``f32``, ``i32``, ``i64`` or
+    ``f32[]`` (a list of float32 per row); every prediction file is written through here.
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    types = {
+        "str": pa.string(),
+        "f32": pa.float32(),
+        "i32": pa.int32(),
+        "i64": pa.int64(),
+        "f32[]": pa.list_(pa.float32()),
+    }
+    arrays = {}
+    for name, kind in schema:
+        values = columns[name]
+        if kind == "str":
+            values = [str(v) for v in values]
+        arrays[name] = pa.array(values, types[kind])
+    buf = io.BytesIO()
+    pq.write_table(pa.table(arrays), buf)
+    return buf.getvalue()
 
 
 def encode_predictions(columns: dict[str, Any]) -> bytes:
     """Parquet bytes of a prediction table with :data:`PRED_COLUMNS`."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
+    return encode_columns(columns, PRED_SCHEMA)
 
-    table = pa.table(
-        {
-            "id": pa.array([str(v) for v in columns["id"]], pa.string()),
-            "z_pred": pa.array(columns["z_pred"], pa.float32()),
-            "z_true": pa.array(columns["z_true"], pa.float32()),
-            "status": pa.array([str(v) for v in columns["status"]], pa.string()),
-            "source": pa.array([str(v) for v in columns["source"]], pa.string()),
-            "row": pa.array(columns["row"], pa.int64()),
-            "nan_fraction": pa.array(columns["nan_fraction"], pa.float32()),
-            "partition": pa.array(columns["partition"], pa.int32()),
-            "error": pa.array([str(v) for v in columns["error"]], pa.string()),
-        }
-    )
-    buf = io.BytesIO()
-    pq.write_table(table, buf)
-    return buf.getvalue()
+
+def write_partition_file(out_url: str, index: int, payload: bytes, store: Any = None) -> str:
+    """Write partition ``index``'s predictions atomically under ``out_url``; return the URL."""
+    from astrokit.store import resolve
+
+    st, target = resolve(f"{out_url.rstrip('/')}/{partition_file(index)}", store)
+    st.write_bytes(target, payload)
+    return target
 
 
 def predict_partition(
-    part: dict,
+    part: Partition | Mapping[str, Any],
     *,
     model_url: str,
     model_sha256: str,
     out_url: str,
     store: Any = None,
-    batch_size: int | None = None,
-    device: str | None = None,
-    max_nan_fraction: float | None = None,
-    precision: str | None = None,
-    parity_tolerance: float | None = None,
-    parity_sample: int | None = None,
+    options: PredictOptions | None = None,
     run_id: str | None = None,
 ) -> dict[str, Any]:
     """Predict one partition and write its ``pred-NNNNN.parquet`` atomically.
 
     Parameters
     ----------
-    part : dict
-        A partition from the plan (:func:`astrokit.inference.plan_partitions`).
+    part : Partition or dict
+        A partition of the plan (:mod:`astrokit.partitions`; a ``plan.json`` dict is accepted).
     model_url, model_sha256 : str
         Checkpoint and the digest the run started with (cache key and integrity check).
     out_url : str
         The run's output directory.
-    store : astrokit.store.Store, optional
-        Store to read and write through (default: resolved from URLs and the environment).
-    batch_size, device, max_nan_fraction, precision, parity_tolerance, parity_sample
-        See :func:`astrokit.inference.infer`.
+    store : astrokit.workers.StoreSpec or Store, optional
+        Store to read and write through (default: resolved from URLs and the environment);
+        :func:`astrokit.workers.task_store` gives what a task is sent.
+    options : PredictOptions, optional
+        Batch size, device, input policy and precision (see :func:`astrokit.inference.infer`).
     run_id : str, optional
         Identifies the run: the parity guard runs once per run in each worker process
         (default: ``out_url``).
@@ -355,23 +386,22 @@ def predict_partition(
         predict_arrays,
         screen_inputs,
     )
-    from astrokit.store import resolve
+    from astrokit.workers import open_task_store
 
-    threads = _worker_threads()
-    if threads and torch.get_num_threads() != threads:
-        torch.set_num_threads(threads)
+    part = as_partition(part)
+    opts = options or PredictOptions()
+    store = open_task_store(store)
     choice = parity = None
     t0 = time.perf_counter()
-    policy = DEFAULT_MAX_NAN_FRACTION if max_nan_fraction is None else max_nan_fraction
-    ckpt = get_model(model_url, model_sha256, device, store)
+    nan = opts.max_nan_fraction
+    policy = DEFAULT_MAX_NAN_FRACTION if nan is None else nan
+    ckpt = get_model(model_url, model_sha256, opts.device, store)
     data = read_partition(part, store, policy)
     t1 = time.perf_counter()
 
     n = len(data["ids"])
-    if n != part["rows"]:
-        raise RuntimeError(
-            f"partition {part['index']}: read {n} rows, the plan expects {part['rows']}"
-        )
+    if n != part.rows:
+        raise RuntimeError(f"partition {part.index}: read {n} rows, the plan expects {part.rows}")
     z_pred = np.full(n, np.nan, dtype=np.float32)
     status = np.full(n, BAD_FILE, dtype=object)
     nan_fraction = np.full(n, np.nan, dtype=np.float32)
@@ -388,7 +418,7 @@ def predict_partition(
         ok = screened.ok
         if ok.any():
             dev = next(ckpt.model.parameters()).device
-            batch = batch_size or default_batch_size(dev)
+            batch = opts.batch_size or default_batch_size(dev)
             rows_ok = idx[ok]
             images_ok, mags_ok = screened.images[ok], screened.mags[ok]
             choice, parity, head = precision_for(
@@ -397,9 +427,9 @@ def predict_partition(
                 images_ok,
                 mags_ok,
                 data["z"][rows_ok],
-                precision=precision,
-                tolerance=parity_tolerance,
-                sample=parity_sample,
+                precision=opts.precision,
+                tolerance=opts.parity_tolerance,
+                sample=opts.parity_sample,
                 batch_size=batch,
             )
             # the guard's task already has its sample's predictions in the chosen precision
@@ -431,16 +461,15 @@ def predict_partition(
             "source": data["sources"],
             "row": data["rows"],
             "nan_fraction": nan_fraction,
-            "partition": np.full(n, part["index"], dtype=np.int32),
+            "partition": np.full(n, part.index, dtype=np.int32),
             "error": errors,
         }
     )
-    st, target = resolve(f"{out_url.rstrip('/')}/{partition_file(part['index'])}", store)
-    st.write_bytes(target, payload)
+    target = write_partition_file(out_url, part.index, payload, store)
     t3 = time.perf_counter()
     n_ok = int((status == "ok").sum())
     return {
-        "index": part["index"],
+        "index": part.index,
         "rows": n,
         "ok": n_ok,
         "bad": n - n_ok,

@@ -1,15 +1,23 @@
 """Ingest: many FITS cutouts (the KASI case: millions of files) -> ~25 MB shards for ML.
 
-Plan (on the client, cheap): list the source prefix page by page (never whole), keep FITS
-names sorted, and cut the list into consecutive groups of ``rows_per_shard(partition_mb)``
-files; group ``i`` becomes ``shard-<i>.npz``. Names are therefore deterministic from the
-sorted input list.
+Plan (on the client, cheap): list the source prefix page by page (never whole; names in
+:data:`astrokit.partitions.FITS_SUFFIXES`), and cut the sorted list into consecutive groups of
+``rows_per_shard(partition_mb)`` files (:func:`astrokit.partitions.group_files`); group ``i``
+becomes ``shard-<i>.npz``. Names are therefore deterministic from the sorted input list,
+whatever the cluster.
 
 Work (on the Dask cluster, one named task per shard, ``ingest-shard-NNNNN-<run>``): read each
 file with :func:`astrokit.formats.read_cutout`, skip bad ones with the reason, write the shard
 atomically, then a small sidecar ``_ingest/shard-NNNNN.json`` (inputs digest, shard info, bad
-files). Workers open the store from the URL and the environment, so no secret travels in the
-task graph.
+files). Workers open the store from a :class:`astrokit.workers.StoreSpec` and their
+environment, so no secret travels in the task graph.
+
+Scaling: the listing is streamed -- a group's task is submitted as soon as its names are
+listed, so workers start while the client still lists. The last wave is balanced: the final
+``groups % threads`` groups are each read by one task per worker thread
+(``ingest-read-NNNNN-k-<run>``) and written by one more (the shard's own key), so no worker
+idles while another reads a whole last shard (17 shards on 2 workers would otherwise run in 9
+waves, not 8.5). The shards are the same either way.
 
 Resume: a task whose sidecar has the same inputs digest and whose shard's sha256 still
 matches is skipped (it reports the recorded result without reading inputs again).
@@ -22,16 +30,19 @@ written last, atomically.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import logging
 import time
 import uuid
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
 
 from astrokit.errors import UserError
+from astrokit.partitions import FITS_SUFFIXES, FileGroup, group_files, list_fits
 from astrokit.shards import (
     DEFAULT_PARTITION_MB,
     Manifest,
@@ -40,59 +51,23 @@ from astrokit.shards import (
     shard_name,
     write_shard,
 )
-from astrokit.store import Store, StoreError, StoreNotFound, open_store, resolve
+from astrokit.store import Store, StoreError, StoreNotFound, resolve
+from astrokit.workers import StoreSpec, open_task_store, task_store
 
 log = logging.getLogger(__name__)
 
-FITS_SUFFIXES = (".fits", ".fit", ".fts", ".fits.gz", ".fit.gz")
+__all__ = ["FITS_SUFFIXES", "IngestError", "IngestReport", "StoreSpec", "ingest", "plan_groups"]
+
 STATE_DIR = "_ingest"
 REPORT_NAME = "ingest_report.json"
+#: Listing page size. A local directory is scanned whole for every page, so pages much
+#: larger than S3's 1000 keep the client's listing (serial work, before and between tasks)
+#: cheap; memory stays bounded by one page either way.
+DEFAULT_PAGE_SIZE = 10_000
 
 
 class IngestError(UserError):
     """The ingest could not run, or its row accounting does not add up."""
-
-
-@dataclass(frozen=True)
-class StoreSpec:
-    """How a worker re-opens the store: URL and endpoint only (credentials from its env).
-
-    The shared area and whether it may be written travel too: the worker writes the shards,
-    so it must refuse (or, for the platform's seeding, allow) exactly what the caller's
-    store does, whatever ``ASTROKIT_SHARED_URL`` says in the worker's environment.
-    """
-
-    url: str
-    endpoint: str | None = None
-    anon: bool = False
-    shared_url: str | None = None
-    allow_shared_writes: bool = False
-
-    @classmethod
-    def of(cls, store: Store) -> StoreSpec:
-        """The spec of an open store (secrets are deliberately left out)."""
-        anon = bool(getattr(store.fs, "anon", False))
-        return cls(
-            store.url,
-            store.endpoint,
-            anon,
-            shared_url=store.shared_url,
-            allow_shared_writes=store.allow_shared_writes,
-        )
-
-    def open(self) -> Store:
-        """Open the store on a worker."""
-        opts: dict[str, Any] = {}
-        if self.endpoint:
-            opts["client_kwargs"] = {"endpoint_url": self.endpoint}
-        if self.anon:
-            opts["anon"] = True
-        return open_store(
-            self.url,
-            storage_options=opts or None,
-            shared_url=self.shared_url,
-            allow_shared_writes=self.allow_shared_writes,
-        )
 
 
 @dataclass
@@ -154,28 +129,12 @@ class IngestReport:
         return json.dumps(doc, indent=1, default=str)
 
 
-def list_inputs(
-    store: Store, src_url: str, *, page_size: int = 1000
-) -> tuple[list[str], list[int]]:
-    """Sorted FITS file names (one level) under ``src_url`` and their sizes, paged."""
-    names: list[str] = []
-    sizes: list[int] = []
-    for entry in store.iter_entries(src_url, page_size=page_size):
-        if entry.kind == "file" and entry.name.lower().endswith(FITS_SUFFIXES):
-            names.append(entry.name)
-            sizes.append(int(entry.size or 0))
-    order = np.argsort(names, kind="stable")  # listing is sorted already; be explicit
-    return [names[i] for i in order], [sizes[i] for i in order]
-
-
 def plan_groups(names: list[str], rows: int) -> list[list[str]]:
     """Consecutive groups of ``rows`` names; group i -> shard i (pure)."""
-    if rows < 1:
-        raise ValueError(f"rows per shard must be >= 1, got {rows}")
-    return [names[i : i + rows] for i in range(0, len(names), rows)]
+    return [list(g.files) for g in group_files(names, rows)]
 
 
-def inputs_digest(names: list[str], shape: tuple[int, int], max_nan_fraction: float) -> str:
+def inputs_digest(names: Sequence[str], shape: tuple[int, int], max_nan_fraction: float) -> str:
     """Identity of a shard's inputs and reading options (resume key)."""
     h = hashlib.sha256()
     h.update(json.dumps([list(shape), max_nan_fraction]).encode())
@@ -185,40 +144,60 @@ def inputs_digest(names: list[str], shape: tuple[int, int], max_nan_fraction: fl
     return h.hexdigest()
 
 
-def build_shard(
-    spec: StoreSpec,
-    src_url: str,
-    dst_url: str,
-    index: int,
-    names: list[str],
-    sizes: list[int],
-    shape: tuple[int, int],
-    max_nan_fraction: float,
-) -> ShardResult:
-    """Task body: read one group of cutouts and write one shard (or reuse a finished one)."""
-    from astrokit.formats import FormatError, read_cutout
+def _sidecar_url(dst_url: str, index: int) -> str:
+    return f"{dst_url}/{STATE_DIR}/{shard_name(index).removesuffix('.npz')}.json"
+
+
+def _reuse(
+    store: Store, dst_url: str, group: FileGroup, shape: tuple[int, int], max_nan_fraction: float
+) -> ShardResult | None:
+    """The recorded result of a finished shard with the same inputs, None when it must be made."""
     from astrokit.shards import shard_checksum
 
-    store = spec.open()
-    name = shard_name(index)
-    digest = inputs_digest(names, shape, max_nan_fraction)
-    sidecar = f"{dst_url}/{STATE_DIR}/{name.removesuffix('.npz')}.json"
-    shard_url = f"{dst_url}/{name}"
-    done = _load_sidecar(store, sidecar)
-    if done is not None and done.get("inputs") == digest:
-        info = ShardInfo(**done["info"]) if done.get("info") else None
-        if info is None or shard_checksum(shard_url, store) == info.sha256:
-            bad = [BadFile(**b) for b in done.get("bad", [])]
-            return ShardResult(name, info, len(names), bad, skipped=True)
+    done = _load_sidecar(store, _sidecar_url(dst_url, group.index))
+    if done is None or done.get("inputs") != inputs_digest(group.files, shape, max_nan_fraction):
+        return None
+    name = shard_name(group.index)
+    info = ShardInfo(**done["info"]) if done.get("info") else None
+    if info is not None and shard_checksum(f"{dst_url}/{name}", store) != info.sha256:
+        return None
+    bad = [BadFile(**b) for b in done.get("bad", [])]
+    return ShardResult(name, info, group.rows, bad, skipped=True)
 
+
+@dataclass
+class Cutouts:
+    """The readable cutouts of (part of) a group, and the files that were not."""
+
+    images: np.ndarray
+    mags: np.ndarray
+    z: np.ndarray
+    ids: list[str]
+    bad: list[BadFile]
+    bytes_in: int
+
+
+def read_cutouts(
+    spec: StoreSpec | None,
+    src_url: str,
+    group: FileGroup,
+    shape: tuple[int, int],
+    max_nan_fraction: float,
+) -> Cutouts:
+    """Task body: read a group's cutouts, skipping bad ones with the reason."""
+    from astrokit.formats import FormatError, read_cutout
+
+    store = open_task_store(spec)
     h, w = shape
-    images = np.empty((len(names), 5, h, w), np.float32)
-    mags = np.empty((len(names), 5), np.float32)
-    z = np.empty(len(names), np.float32)
+    n = group.rows
+    images = np.empty((n, 5, h, w), np.float32)
+    mags = np.empty((n, 5), np.float32)
+    z = np.empty(n, np.float32)
     ids: list[str] = []
     bad: list[BadFile] = []
     bytes_in = 0
-    for fname, size in zip(names, sizes, strict=True):
+    sizes = group.sizes or (0,) * n
+    for fname, size in zip(group.files, sizes, strict=True):
         url = f"{src_url}/{fname}"
         try:
             cut = read_cutout(url, store=store, shape=shape, max_nan_fraction=max_nan_fraction)
@@ -235,23 +214,67 @@ def build_shard(
         z[k] = np.nan if cut.redshift is None else cut.redshift
         ids.append(cut.id)
         bytes_in += size
-    n = len(ids)
+    k = len(ids)
+    return Cutouts(images[:k], mags[:k], z[:k], ids, bad, bytes_in)
+
+
+def write_group(
+    spec: StoreSpec | None,
+    dst_url: str,
+    group: FileGroup,
+    shape: tuple[int, int],
+    max_nan_fraction: float,
+    *pieces: Cutouts,
+) -> ShardResult:
+    """Task body: write one shard from the cutouts read for its group, then its sidecar."""
+    store = open_task_store(spec) or resolve(dst_url)[0]
+    name = shard_name(group.index)
+    ids = [i for p in pieces for i in p.ids]
+    bad = [b for p in pieces for b in p.bad]
     info = None
-    if n:
+    if ids:
+        one = len(pieces) == 1
         arrays = {
-            "images": images[:n],
-            "mags": mags[:n],
+            "images": pieces[0].images if one else np.concatenate([p.images for p in pieces]),
+            "mags": pieces[0].mags if one else np.concatenate([p.mags for p in pieces]),
             "ids": np.array(ids, dtype=str),
-            "z": z[:n],
+            "z": pieces[0].z if one else np.concatenate([p.z for p in pieces]),
         }
-        info = write_shard(shard_url, arrays, store=store)
+        info = write_shard(f"{dst_url}/{name}", arrays, store=store)
     doc = {
-        "inputs": digest,
+        "inputs": inputs_digest(group.files, shape, max_nan_fraction),
         "info": asdict(info) if info else None,
         "bad": [asdict(b) for b in bad],
     }
-    store.write_bytes(sidecar, json.dumps(doc).encode())
-    return ShardResult(name, info, len(names), bad, skipped=False, bytes_in=bytes_in)
+    store.write_bytes(_sidecar_url(dst_url, group.index), json.dumps(doc).encode())
+    bytes_in = sum(p.bytes_in for p in pieces)
+    return ShardResult(name, info, group.rows, bad, skipped=False, bytes_in=bytes_in)
+
+
+def build_shard(
+    spec: StoreSpec | None,
+    src_url: str,
+    dst_url: str,
+    group: FileGroup,
+    shape: tuple[int, int],
+    max_nan_fraction: float,
+) -> ShardResult:
+    """Task body: read one group of cutouts and write one shard (or reuse a finished one)."""
+    store = open_task_store(spec) or resolve(dst_url)[0]
+    done = _reuse(store, dst_url, group, shape, max_nan_fraction)
+    if done is not None:
+        return done
+    cutouts = read_cutouts(spec, src_url, group, shape, max_nan_fraction)
+    return write_group(spec, dst_url, group, shape, max_nan_fraction, cutouts)
+
+
+def _named(first: Any, rest: Iterator[Any], counted: dict[str, int]) -> Iterator[tuple[str, int]]:
+    """(name, bytes) of the listing's entries (``first`` then ``rest``), counting them."""
+    for entry in itertools.chain([first], rest):
+        size = int(entry.size or 0)
+        counted["files"] += 1
+        counted["bytes"] += size
+        yield entry.name, size
 
 
 def _load_sidecar(store: Store, url: str) -> dict | None:
@@ -272,7 +295,7 @@ def ingest(
     store: Store | None = None,
     shape: tuple[int, int] = (32, 32),
     max_nan_fraction: float = 0.25,
-    page_size: int = 1000,
+    page_size: int = DEFAULT_PAGE_SIZE,
 ) -> IngestReport:
     """Turn the FITS cutouts directly under ``src_url`` into a shard set at ``dst_url``.
 
@@ -293,7 +316,7 @@ def ingest(
     max_nan_fraction : float
         Passed to :func:`astrokit.formats.read_cutout`.
     page_size : int
-        Listing page size.
+        Listing page size (the listing is streamed: shard tasks start while it goes on).
 
     Returns
     -------
@@ -313,36 +336,77 @@ def ingest(
     dst_url = store._norm(dst_url).rstrip("/")
     src_url = src_url.rstrip("/")
     store._check_writable(dst_url + "/x")  # fail fast, before any work, on a read-only target
+    rows = rows_per_shard(partition_mb, (5, *shape))
+    listing = list_fits(store, src_url, page_size=page_size)
     try:
-        names, sizes = list_inputs(store, src_url, page_size=page_size)
+        first = next(listing, None)  # the first page, before any cluster is started
     except StoreNotFound as exc:
         raise IngestError(f"{src_url}: source prefix does not exist") from exc
-    if not names:
+    if first is None:
         raise IngestError(f"{src_url}: no FITS files ({', '.join(FITS_SUFFIXES)}) to ingest")
-    rows = rows_per_shard(partition_mb, (5, *shape))
-    groups = plan_groups(names, rows)
-    log.info(
-        "ingest %s -> %s: %d files in %d shards of <= %d rows",
-        src_url, dst_url, len(names), len(groups), rows,
-    )  # fmt: skip
-    spec = StoreSpec.of(store)
+    spec = task_store(store)
     run = uuid.uuid4().hex[:8]
     results: dict[int, ShardResult] = {}
-    offset = 0
+    groups: list[FileGroup] = []
+    counted = {"files": 0, "bytes": 0}
     with client_or_local(client) as cl:
-        n_workers = len(cl.scheduler_info().get("workers", {}))
-        futures = {}
-        for i, group in enumerate(groups):
-            fut = cl.submit(
-                build_shard,
-                spec, src_url, dst_url, i, group, sizes[offset : offset + len(group)],
-                tuple(shape), max_nan_fraction,
-                key=f"ingest-shard-{i:05d}-{run}", pure=False, retries=1,
-            )  # fmt: skip
-            futures[fut] = i
-            offset += len(group)
+        workers = cl.scheduler_info().get("workers", {})
+        n_workers = len(workers)
+        slots = max(1, sum(int(w.get("nthreads", 1)) for w in workers.values()))
+        futures: dict[Any, FileGroup] = {}
+
+        def submit(group: FileGroup, pieces: int = 1) -> None:
+            key = f"ingest-shard-{group.index:05d}-{run}"
+            args = (group, tuple(shape), max_nan_fraction)
+            if pieces <= 1:
+                fut = cl.submit(
+                    build_shard, spec, src_url, dst_url, *args, key=key, pure=False, retries=1
+                )
+            else:
+                reads = [
+                    cl.submit(
+                        read_cutouts,
+                        spec,
+                        src_url,
+                        piece,
+                        *args[1:],
+                        key=f"ingest-read-{group.index:05d}-{k}-{run}",
+                        pure=False,
+                        retries=1,
+                    )
+                    for k, piece in enumerate(group.split(pieces))
+                ]
+                fut = cl.submit(write_group, spec, dst_url, *args, *reads, key=key, pure=False)
+            futures[fut] = group
+
+        # Shard tasks start while the listing goes on (it is serial work on the client). The
+        # last slots-1 groups are held back until the listing ends: the final wave is then
+        # known, and each of its groups is read by `slots` tasks (one writer joins them), so
+        # that no worker idles while another reads a whole last shard.
+        held: list[FileGroup] = []
+        previous = ""
+        for group in group_files(_named(first, listing, counted), rows):
+            if group.files[0] < previous:
+                raise IngestError(f"{src_url}: the store listed names out of order")
+            previous = group.files[-1]
+            groups.append(group)
+            held.append(group)
+            if len(held) >= slots:
+                submit(held.pop(0))
+        tail = len(groups) % slots if slots > 1 else 0
+        for k, group in enumerate(held):
+            split = k >= len(held) - tail
+            if split and (done := _reuse(store, dst_url, group, shape, max_nan_fraction)):
+                results[group.index] = done
+                continue
+            submit(group, slots if split else 1)
+        log.info(
+            "ingest %s -> %s: %d files in %d shards of <= %d rows (last %d read in %d pieces)",
+            src_url, dst_url, counted["files"], len(groups), rows, tail, slots,
+        )  # fmt: skip
         for fut in as_completed(futures):
-            i = futures[fut]
+            group = futures[fut]
+            i = group.index
             try:
                 results[i] = fut.result()
             except Exception as exc:
@@ -350,9 +414,10 @@ def ingest(
                 # was written, so every file of it is reported, not lost
                 log.error("shard %d failed: %s", i, exc)
                 lost = [
-                    BadFile(n, type(exc).__name__, f"shard task failed: {exc}") for n in groups[i]
+                    BadFile(n, type(exc).__name__, f"shard task failed: {exc}") for n in group.files
                 ]
-                results[i] = ShardResult(shard_name(i), None, len(groups[i]), lost, skipped=False)
+                results[i] = ShardResult(shard_name(i), None, group.rows, lost, skipped=False)
+            fut.release()
             r = results[i]
             log.info(
                 "%s %s: %d rows, %d bad",
@@ -360,13 +425,14 @@ def ingest(
                 r.info.rows if r.info else 0, len(r.bad),
             )  # fmt: skip
 
+    names_total = counted["files"]
     ordered = [results[i] for i in range(len(groups))]
     infos = [r.info for r in ordered if r.info is not None]
     bad = [b for r in ordered for b in r.bad]
     good = sum(i.rows for i in infos)
-    if good + len(bad) != len(names):
+    if good + len(bad) != names_total:
         raise IngestError(
-            f"row accounting failed: {len(names)} files in, {good} rows out + {len(bad)} bad"
+            f"row accounting failed: {names_total} files in, {good} rows out + {len(bad)} bad"
         )
     manifest = Manifest(
         shards=infos,
@@ -374,17 +440,17 @@ def ingest(
             "source": src_url,
             "partition_mb": partition_mb,
             "image_shape": [5, *shape],
-            "files": len(names),
+            "files": names_total,
             "bad_files": len(bad),
             "report": REPORT_NAME,
         },
     )
     manifest_url = manifest.save(dst_url, store)
-    bytes_in = int(sum(sizes))
+    bytes_in = int(counted["bytes"])
     report = IngestReport(
         src=src_url,
         dst=dst_url,
-        files=len(names),
+        files=names_total,
         good_rows=good,
         bad=bad,
         shards=len(infos),
@@ -396,7 +462,7 @@ def ingest(
         partition_mb=partition_mb,
         manifest_url=manifest_url,
         report_url=f"{dst_url}/{REPORT_NAME}",
-        extra={"workers": n_workers},
+        extra={"workers": n_workers, "tail_shards_split": tail},
     )
     store.write_bytes(report.report_url, report.to_json().encode())
     log.info(

@@ -1,6 +1,8 @@
 """Shard sets: image stacks for ML as ~25 MB ``.npz`` files plus a checksummed manifest.
 
-A shard set is a directory URL holding::
+A shard set is a directory URL holding (the photo-z layout; the active-learning pools of
+:mod:`astrokit.active.pool` are shard sets of another schema, written and verified through
+:func:`write_arrays` / :func:`read_arrays` here)::
 
     manifest.json        {"format": "astrokit-shards", "version": 1, "total_rows": ...,
                           "shards": [{"name", "rows", "sha256", "bytes"}, ...], ...}
@@ -22,6 +24,7 @@ import io
 import json
 import logging
 import zipfile
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -116,27 +119,93 @@ def validate_arrays(arrays: dict[str, np.ndarray], where: str = "shard") -> int:
     return n
 
 
-def encode_shard(arrays: dict[str, np.ndarray]) -> bytes:
-    """Serialise validated arrays to uncompressed ``.npz`` bytes (no pickles)."""
-    validate_arrays(arrays)
+def encode_arrays(arrays: dict[str, np.ndarray]) -> bytes:
+    """Serialise arrays of any schema to uncompressed ``.npz`` bytes (no pickles)."""
     buf = io.BytesIO()
     np.savez(buf, **{k: np.ascontiguousarray(v) for k, v in arrays.items()})
     return buf.getvalue()
 
 
-def decode_shard(data: bytes, where: str = "shard") -> dict[str, np.ndarray]:
-    """Parse ``.npz`` bytes into arrays, validating the schema."""
+def encode_shard(arrays: dict[str, np.ndarray]) -> bytes:
+    """Serialise validated arrays to uncompressed ``.npz`` bytes (no pickles)."""
+    validate_arrays(arrays)
+    return encode_arrays(arrays)
+
+
+def decode_arrays(
+    data: bytes, where: str = "shard", keys: Iterable[str] | None = None
+) -> dict[str, np.ndarray]:
+    """Parse ``.npz`` bytes into arrays (only ``keys`` when given), without a schema check."""
     try:
         with np.load(io.BytesIO(data), allow_pickle=False) as npz:
-            arrays = {k: npz[k] for k in npz.files}
-    except (zipfile.BadZipFile, ValueError, OSError, EOFError) as exc:
+            wanted = npz.files if keys is None else [k for k in keys if k in npz.files]
+            return {k: npz[k] for k in wanted}
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError, KeyError) as exc:
         raise ShardError(f"{where}: not a readable .npz shard ({exc})") from exc
+
+
+def decode_shard(data: bytes, where: str = "shard") -> dict[str, np.ndarray]:
+    """Parse ``.npz`` bytes into arrays, validating the schema."""
+    arrays = decode_arrays(data, where)
     validate_arrays(arrays, where)
     return arrays
 
 
+def write_arrays(
+    url: str, arrays: dict[str, np.ndarray], store: Store | None = None, *, rows: int | None = None
+) -> ShardInfo:
+    """Write one ``.npz`` file of any schema atomically and return its manifest entry.
+
+    The writing half of every shard set (photo-z shards, active-learning pools): the entry's
+    sha256 is what :func:`read_arrays` verifies. ``rows`` defaults to the first array's length.
+    """
+    store, url = resolve(url, store)
+    data = encode_arrays(arrays)
+    store.write_bytes(url, data)
+    if rows is None:
+        rows = len(next(iter(arrays.values()))) if arrays else 0
+    info = ShardInfo(url.rstrip("/").rsplit("/", 1)[-1], int(rows), _sha256(data), len(data))
+    log.debug("wrote shard %s (%d rows, %d bytes)", url, info.rows, len(data))
+    return info
+
+
+def read_arrays(
+    url: str,
+    store: Store | None = None,
+    *,
+    expect: ShardInfo | None = None,
+    keys: Iterable[str] | None = None,
+) -> dict[str, np.ndarray]:
+    """Read one ``.npz`` file of any schema, verified against its manifest entry.
+
+    The reading half of every shard set. With ``expect`` the bytes must match its sha256
+    (:class:`ChecksumMismatch` otherwise) and every array read must have its row count.
+
+    Raises
+    ------
+    StoreNotFound
+        The file does not exist.
+    ShardError
+        Unreadable file, checksum or row-count mismatch.
+    """
+    store, url = resolve(url, store)
+    data = store.read_bytes(url)
+    if expect is not None:
+        digest = _sha256(data)
+        if digest != expect.sha256:
+            raise ChecksumMismatch(
+                f"{url}: sha256 {digest[:12]}... does not match manifest {expect.sha256[:12]}..."
+            )
+    arrays = decode_arrays(data, url, keys)
+    if expect is not None:
+        for key, value in arrays.items():
+            if np.ndim(value) and len(value) != expect.rows:
+                raise ShardError(f"{url}: {key} has {len(value)} rows, manifest says {expect.rows}")
+    return arrays
+
+
 def write_shard(url: str, arrays: dict[str, np.ndarray], store: Store | None = None) -> ShardInfo:
-    """Write one shard atomically and return its manifest entry.
+    """Write one photo-z shard atomically and return its manifest entry.
 
     Parameters
     ----------
@@ -147,19 +216,14 @@ def write_shard(url: str, arrays: dict[str, np.ndarray], store: Store | None = N
     store : Store, optional
         Store to write through; default: resolved from the URL.
     """
-    store, url = resolve(url, store)
     rows = validate_arrays(arrays, url)
-    data = encode_shard(arrays)
-    store.write_bytes(url, data)
-    info = ShardInfo(url.rstrip("/").rsplit("/", 1)[-1], rows, _sha256(data), len(data))
-    log.debug("wrote shard %s (%d rows, %d bytes)", url, rows, len(data))
-    return info
+    return write_arrays(url, arrays, store, rows=rows)
 
 
 def read_shard(
     url: str, store: Store | None = None, *, expect: ShardInfo | None = None
 ) -> dict[str, np.ndarray]:
-    """Read one shard into a dict of arrays.
+    """Read one photo-z shard into a dict of arrays.
 
     Parameters
     ----------
@@ -175,17 +239,8 @@ def read_shard(
     ShardError
         Unreadable file, wrong schema, or (with ``expect``) a checksum/row mismatch.
     """
-    store, url = resolve(url, store)
-    data = store.read_bytes(url)
-    if expect is not None:
-        digest = _sha256(data)
-        if digest != expect.sha256:
-            raise ChecksumMismatch(
-                f"{url}: sha256 {digest[:12]}... does not match manifest {expect.sha256[:12]}..."
-            )
-    arrays = decode_shard(data, url)
-    if expect is not None and len(arrays["ids"]) != expect.rows:
-        raise ShardError(f"{url}: {len(arrays['ids'])} rows, manifest says {expect.rows}")
+    arrays = read_arrays(url, store, expect=expect)
+    validate_arrays(arrays, url)
     return arrays
 
 

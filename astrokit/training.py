@@ -209,36 +209,67 @@ def train(
         "max_nan_fraction": max_nan_fraction,
         "seed": seed,
         "device": device,
-        "threads": threads,
         "precision": precision,
-        "store": store,
     }
+    return run_training(
+        _train_body,
+        data_url,
+        client=client,
+        key=f"astrokit-train-{seed}-{time.time_ns()}",
+        threads=threads,
+        store=store,
+        **kwargs,
+    )
+
+
+def run_training(
+    body: Any,
+    data_url: str,
+    *,
+    client: Any,
+    key: str,
+    threads: int | None,
+    store: Any,
+    **kwargs: Any,
+) -> Any:
+    """Run ``body(data_url, store=..., **kwargs)`` here, or as one task ``key`` on ``client``.
+
+    Shared by :func:`train` and :func:`astrokit.catalogue_training.train_catalogue`: the body
+    runs with ``threads`` torch threads (:func:`astrokit.workers.torch_threads`; the previous
+    count is restored after), and a task gets its store through
+    :func:`astrokit.workers.task_store` (no credentials in the task graph).
+
+    Raises
+    ------
+    TrainingError
+        ``threads`` < 1.
+    """
+    from astrokit.workers import task_store
+
+    if threads is not None and threads < 1:
+        raise TrainingError(f"threads must be >= 1, got {threads}")
     if client is not None:
         future = client.submit(
-            _train_local,
+            _training_task,
+            body,
             data_url,
-            **kwargs,
-            key=f"astrokit-train-{seed}-{time.time_ns()}",
+            threads=threads,
+            store=task_store(store),
+            key=key,
             pure=False,
+            **kwargs,
         )
         return future.result()
-    return _train_local(data_url, **kwargs)
+    return _training_task(body, data_url, threads=threads, store=store, **kwargs)
 
 
-def _train_local(data_url: str, *, threads: int | None, **kwargs: Any) -> TrainResult:
-    """Run :func:`_train_body` with ``threads`` torch threads, restoring the setting after."""
-    import torch
+def _training_task(
+    body: Any, data_url: str, *, threads: int | None, store: Any, **kwargs: Any
+) -> Any:
+    from astrokit.workers import open_task_store, torch_threads
 
-    if threads is None:
-        return _train_body(data_url, **kwargs)
-    if threads < 1:
-        raise TrainingError(f"threads must be >= 1, got {threads}")
-    before = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        return _train_body(data_url, **kwargs)
-    finally:
-        torch.set_num_threads(before)
+    with torch_threads(threads):
+        return body(data_url, store=open_task_store(store), **kwargs)
 
 
 def _train_body(

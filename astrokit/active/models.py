@@ -23,7 +23,7 @@ import logging
 import math
 import pickle
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
@@ -180,7 +180,7 @@ class TorchClassifier:
         state = self.__dict__.copy()
         # workers only predict; keep the shipped payload small
         state["_initial_state"] = None
-        # a worker sizes torch's thread pool itself (scoring._use_worker_threads)
+        # a worker's torch threads are its nthreads (astrokit.workers.TorchThreads)
         state["num_threads"] = None
         # each process decides the precision for its own device (and runs its own guard)
         state["_precision"] = None
@@ -222,19 +222,10 @@ class TorchClassifier:
                     self._precision = (choice, None)
             return self._precision
 
-    @contextlib.contextmanager
-    def _threads(self) -> Iterator[None]:
-        import torch
+    def _threads(self) -> contextlib.AbstractContextManager[None]:
+        from astrokit.workers import torch_threads
 
-        if self.num_threads is None:
-            yield
-            return
-        previous = torch.get_num_threads()
-        torch.set_num_threads(self.num_threads)
-        try:
-            yield
-        finally:
-            torch.set_num_threads(previous)
+        return torch_threads(self.num_threads)
 
     # -- training --------------------------------------------------------------------------
     def _rng_devices(self) -> list[int]:

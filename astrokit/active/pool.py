@@ -26,16 +26,16 @@ Builders: :func:`build_pool` (arrays already in memory), :func:`build_pool_from_
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import logging
-import zipfile
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
 
+from astrokit.partitions import ShardRange
+from astrokit.shards import DEFAULT_PARTITION_MB, ShardError, ShardInfo, read_arrays, write_arrays
 from astrokit.store import Store, StoreError, StoreNotFound, resolve
 
 __all__ = [
@@ -55,8 +55,6 @@ log = logging.getLogger(__name__)
 POOL_FORMAT = "astrokit-al-pool"
 POOL_VERSION = 1
 POOL_MANIFEST = "pool.json"
-#: Default partition size in MB, as the photo-z shards (CAI's 25 MB).
-DEFAULT_PARTITION_MB = 25.0
 #: Width in ln(wavelength) of the running-median continuum :func:`preprocess` removes.
 DEFAULT_CONTINUUM_WIDTH = 0.075
 # Standardised flux is clipped: one cosmic ray or a bad calibration edge must not dominate
@@ -191,19 +189,19 @@ class PoolShard:
     sha256: str
     bytes: int
 
-
-def _encode(arrays: Mapping[str, np.ndarray]) -> bytes:
-    buf = io.BytesIO()
-    np.savez(buf, **{k: np.ascontiguousarray(v) for k, v in arrays.items()})
-    return buf.getvalue()
+    @property
+    def info(self) -> ShardInfo:
+        """The entry as :mod:`astrokit.shards` writes and verifies it."""
+        return ShardInfo(self.name, self.rows, self.sha256, self.bytes)
 
 
 @dataclass
 class Pool:
     """A pool opened from the store (see the module docstring for the layout).
 
-    Use :meth:`load` to open one. Pools pickle (with their store) so that Dask tasks can read
-    their own shard.
+    Use :meth:`load` to open one. Pools pickle so that Dask tasks can read their own shard;
+    :meth:`for_tasks` is the copy to send (its store travels as a
+    :class:`~astrokit.workers.StoreSpec`, never with credentials).
 
     Attributes
     ----------
@@ -301,9 +299,19 @@ class Pool:
         )
 
     def _store(self) -> Store:
-        if self.store is None:
-            self.store = resolve(self.url)[0]
+        from astrokit.workers import open_task_store
+
+        if not isinstance(self.store, Store):
+            self.store = open_task_store(self.store) or resolve(self.url)[0]
         return self.store
+
+    def for_tasks(self) -> Pool:
+        """A copy to send to Dask tasks: the store as a spec (URL, endpoint; no secrets)."""
+        from dataclasses import replace
+
+        from astrokit.workers import task_store
+
+        return replace(self, store=task_store(self.store))
 
     def shard_url(self, shard: int | PoolShard) -> str:
         """Full URL of a shard (by position or entry)."""
@@ -315,30 +323,30 @@ class Pool:
     ) -> dict[str, np.ndarray]:
         """Read one shard's arrays (only the requested ``keys`` are decoded).
 
+        The bytes are verified against the manifest's sha256 first
+        (:func:`astrokit.shards.read_arrays`), so a damaged or replaced shard is an error,
+        never silently scored.
+
         Raises
         ------
         PoolError
-            The file is missing, unreadable, or its rows disagree with the manifest.
+            The file is missing, unreadable, fails its checksum, or its rows disagree with the
+            manifest.
         """
         entry = self.shards[shard]
         url = self.shard_url(entry)
+        keys = tuple(keys)
         try:
-            data = self._store().read_bytes(url)
+            out = read_arrays(url, self._store(), expect=entry.info, keys=keys)
         except StoreNotFound as exc:
             raise PoolError(f"{url}: pool shard missing (listed in {POOL_MANIFEST})") from exc
-        out = {}
-        try:
-            with np.load(io.BytesIO(data), allow_pickle=False) as npz:
-                for key in keys:
-                    if key == "labels" and "labels" not in npz.files:
-                        out[key] = np.full(entry.rows, "", dtype="<U1")
-                        continue
-                    out[key] = npz[key]
-        except (zipfile.BadZipFile, ValueError, OSError, EOFError, KeyError) as exc:
+        except ShardError as exc:
             raise PoolError(f"{url}: not a readable pool shard ({exc})") from exc
-        for key, value in out.items():
-            if len(value) != entry.rows:
-                raise PoolError(f"{url}: {key} has {len(value)} rows, manifest says {entry.rows}")
+        for key in keys:
+            if key == "labels" and key not in out:
+                out[key] = np.full(entry.rows, "", dtype="<U1")
+            elif key not in out:
+                raise PoolError(f"{url}: not a readable pool shard (no array {key!r})")
         return out
 
     def locate(self, indices: Sequence[int] | np.ndarray) -> dict[int, np.ndarray]:
@@ -438,11 +446,8 @@ def build_pool(
         if not len(flux):
             continue
         name = f"pool-{len(shards):05d}.npz"
-        data = _encode(arrays)
-        store.write_bytes(f"{out_url}/{name}", data)
-        shards.append(
-            PoolShard(name, len(flux), offset, hashlib.sha256(data).hexdigest(), len(data))
-        )
+        info = write_arrays(f"{out_url}/{name}", arrays, store, rows=len(flux))
+        shards.append(PoolShard(info.name, info.rows, offset, info.sha256, info.bytes))
         offset += len(flux)
         log.debug("wrote %s/%s (%d rows)", out_url, name, len(flux))
     if not shards:
@@ -463,6 +468,22 @@ def build_pool(
     store.write_bytes(f"{out_url}/{POOL_MANIFEST}", pool.to_json().encode())
     log.info("pool %s: %d spectra in %d shards", out_url, pool.total_rows, len(shards))
     return pool
+
+
+def pool_partitions(pool: Pool) -> list[ShardRange]:
+    """One partition (:class:`astrokit.partitions.ShardRange`) per shard of ``pool``.
+
+    ``index`` is the shard's position in ``pool.shards`` and ``offset`` the pool index of its
+    first row (the planner of :mod:`astrokit.partitions`, applied to a pool's manifest).
+    """
+    from astrokit.partitions import plan_shard_set
+    from astrokit.shards import Manifest
+
+    manifest = Manifest([s.info for s in pool.shards], url=pool.url)
+    parts = plan_shard_set(manifest, partition_mb=None)
+    if len(parts) != len(pool.shards):  # build_pool never writes an empty shard
+        raise PoolError(f"{pool.url}: a pool shard has no rows")
+    return parts
 
 
 def rows_per_partition(grid: LogGrid, partition_mb: float = DEFAULT_PARTITION_MB) -> int:

@@ -29,8 +29,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from astrokit.active.pool import Pool
+from astrokit.active.pool import Pool, pool_partitions
 from astrokit.active.strategies import check_selection, get_strategy, power_keys, top_k_order
+from astrokit.workers import setup_workers
 
 if TYPE_CHECKING:
     import distributed
@@ -44,7 +45,6 @@ TASK_PREFIX = "astrokit-al-score"
 # MC dropout flips dropout layers into train mode; two threads of one worker sharing the
 # scattered model must not interleave that (one would silently score deterministically).
 _MC_LOCK = threading.Lock()
-_THREADS_SET = False
 
 
 @dataclass
@@ -82,22 +82,6 @@ class ScoreResult:
 def task_key(iteration: int, shard: int, token: str) -> str:
     """The Dask key of a scoring task: ``astrokit-al-score-it03-00007-<token>``."""
     return f"{TASK_PREFIX}-it{iteration:02d}-{shard:05d}-{token}"
-
-
-def _use_worker_threads() -> None:
-    """Let torch use as many threads as the worker has (not the machine's core count)."""
-    global _THREADS_SET
-    if _THREADS_SET:
-        return
-    try:
-        import distributed
-        import torch
-
-        nthreads = distributed.get_worker().state.nthreads
-        torch.set_num_threads(max(1, int(nthreads)))
-    except (ImportError, ValueError):  # not on a worker (direct call): leave torch alone
-        pass
-    _THREADS_SET = True
 
 
 def score_shard(
@@ -142,7 +126,7 @@ def score_shard(
         ``indices`` (global), ``scores``, ``keys`` (what the batch is ranked by: the scores,
         or the power draw's keys), ``n_scored``, ``predicted_counts``.
     """
-    _use_worker_threads()
+    # torch threads = the worker's threads: astrokit.workers.TorchThreads, once per worker
     strat = get_strategy(strategy)
     if strat.score is None:
         raise ValueError(f"strategy {strat.name!r} does not score with a model")
@@ -273,24 +257,26 @@ def score_pool(
     start = time.perf_counter()
     exclude = np.unique(np.asarray(exclude, dtype=np.int64))
     digest = hashlib.sha1(f"{token}-{iteration}-{time.time_ns()}".encode()).hexdigest()[:12]
+    setup_workers(client)
     [model_future] = client.scatter([model], broadcast=True, hash=False)
-    pool_future = client.scatter(pool, broadcast=True, hash=False)
+    # the pool travels without credentials (its store as a StoreSpec: astrokit.workers)
+    pool_future = client.scatter(pool.for_tasks(), broadcast=True, hash=False)
     futures = []
     keys = []
-    for i, entry in enumerate(pool.shards):
-        lo = np.searchsorted(exclude, entry.offset)
-        hi = np.searchsorted(exclude, entry.offset + entry.rows)
-        key = task_key(iteration, i, digest)
+    for part in pool_partitions(pool):
+        lo = np.searchsorted(exclude, part.offset)
+        hi = np.searchsorted(exclude, part.offset + part.rows)
+        key = task_key(iteration, part.index, digest)
         keys.append(key)
         futures.append(
             client.submit(
                 score_shard,
                 pool_future,
-                i,
+                part.index,
                 model_future,
                 strategy,
                 k,
-                exclude[lo:hi] - entry.offset,
+                exclude[lo:hi] - part.offset,
                 mc_samples,
                 selection,
                 beta,

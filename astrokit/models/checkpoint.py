@@ -113,21 +113,54 @@ def _jsonable(value: Any) -> Any:
     return str(value)
 
 
-def checkpoint_bytes(
-    model: AstroMAE, *, metrics: dict | None = None, meta: dict | None = None
+def model_bytes(
+    kind: str,
+    model: torch.nn.Module,
+    *,
+    format_version: int,
+    metrics: dict,
+    meta: dict,
+    **extra: Any,
 ) -> bytes:
-    """Serialise ``model`` (weights on CPU) with its configuration into checkpoint bytes."""
+    """Checkpoint bytes of any AstroKit model: its kind, configuration, ``extra`` entries,
+    weights (on CPU) and the metrics and metadata stored beside them (``torch.save``)."""
     payload = {
-        "format_version": FORMAT_VERSION,
-        "model": "astromae",
+        "format_version": format_version,
+        "model": kind,
         "config": model.config.to_dict(),
+        **extra,
         "state_dict": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
-        "metrics": _jsonable(metrics or {}),
-        "meta": _jsonable(meta or {}),
+        "metrics": metrics,
+        "meta": meta,
     }
     buf = io.BytesIO()
     torch.save(payload, buf)
     return buf.getvalue()
+
+
+def store_checkpoint(data: bytes, url: str, store: Any = None, *, what: str = "checkpoint") -> str:
+    """Write checkpoint bytes atomically to ``url`` (parents made); return their sha256."""
+    from astrokit.store import resolve
+
+    st, full = resolve(url, store)
+    st.makedirs(full.rstrip("/").rsplit("/", 1)[0])
+    st.write_bytes(full, data)
+    digest = hashlib.sha256(data).hexdigest()
+    log.info("saved %s %s (%.1f MB, sha256 %s)", what, full, len(data) / 1e6, digest[:12])
+    return digest
+
+
+def checkpoint_bytes(
+    model: AstroMAE, *, metrics: dict | None = None, meta: dict | None = None
+) -> bytes:
+    """Serialise ``model`` (weights on CPU) with its configuration into checkpoint bytes."""
+    return model_bytes(
+        "astromae",
+        model,
+        format_version=FORMAT_VERSION,
+        metrics=_jsonable(metrics or {}),
+        meta=_jsonable(meta or {}),
+    )
 
 
 def save_checkpoint(
@@ -156,16 +189,7 @@ def save_checkpoint(
     str
         The sha256 of the written bytes.
     """
-    from astrokit.store import resolve
-
-    data = checkpoint_bytes(model, metrics=metrics, meta=meta)
-    st, full = resolve(url, store)
-    parent = full.rstrip("/").rsplit("/", 1)[0]
-    st.makedirs(parent)
-    st.write_bytes(full, data)
-    digest = hashlib.sha256(data).hexdigest()
-    log.info("saved checkpoint %s (%.1f MB, sha256 %s)", full, len(data) / 1e6, digest[:12])
-    return digest
+    return store_checkpoint(checkpoint_bytes(model, metrics=metrics, meta=meta), url, store)
 
 
 def _check_state(

@@ -287,18 +287,16 @@ def photometry_checkpoint_bytes(
     metrics: dict[str, Any] | None = None,
     meta: dict[str, Any] | None = None,
 ) -> bytes:
-    payload = {
-        "format_version": FORMAT_VERSION,
-        "model": MODEL_NAME,
-        "config": model.config.to_dict(),
-        "columns": dict(columns),
-        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-        "metrics": metrics or {},
-        "meta": meta or {},
-    }
-    buf = io.BytesIO()
-    torch.save(payload, buf)
-    return buf.getvalue()
+    from astrokit.models.checkpoint import model_bytes
+
+    return model_bytes(
+        MODEL_NAME,
+        model,
+        format_version=FORMAT_VERSION,
+        metrics=metrics or {},
+        meta=meta or {},
+        columns=dict(columns),
+    )
 
 
 def save_photometry_checkpoint(
@@ -314,15 +312,10 @@ def save_photometry_checkpoint(
 
     ``columns`` is the :class:`~astrokit.catalogue.CatalogueSpec` (as a dict) it was trained on.
     """
-    from astrokit.store import resolve
+    from astrokit.models.checkpoint import store_checkpoint
 
     data = photometry_checkpoint_bytes(model, columns=columns, metrics=metrics, meta=meta)
-    st, full = resolve(url, store)
-    st.makedirs(full.rstrip("/").rsplit("/", 1)[0])
-    st.write_bytes(full, data)
-    digest = hashlib.sha256(data).hexdigest()
-    log.info("saved photometry checkpoint %s (%d bytes, sha256 %s)", full, len(data), digest[:12])
-    return digest
+    return store_checkpoint(data, url, store, what="photometry checkpoint")
 
 
 def parse_photometry_checkpoint(data: bytes, *, where: str = "checkpoint") -> PhotometryCheckpoint:

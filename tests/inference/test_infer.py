@@ -289,9 +289,12 @@ def test_bad_model_fails_before_any_task(cluster_client, shard_url, tmp_path):
 
 
 @pytest.mark.s3
-def test_infer_on_s3(
-    shard_writer, cluster_client, make_bucket, s3_store_options, galaxy_arrays, tiny_model_url
-):
+def test_infer_on_s3(shard_writer, make_bucket, s3_store_options, galaxy_arrays, tiny_model_url):
+    """Workers take S3 credentials from their environment, never from the task graph
+    (:func:`astrokit.workers.task_store`): the cluster starts once the S3 server's keys are
+    in the environment, as the spawner's workers get theirs."""
+    from distributed import Client, LocalCluster
+
     from astrokit.store import open_store
 
     bucket = make_bucket()
@@ -301,14 +304,21 @@ def test_infer_on_s3(
     model_url = f"{bucket}/models/tiny.pt"
     with open(tiny_model_url.removeprefix("file://"), "rb") as fh:
         store.write_bytes(model_url, fh.read())
-    result = infer(
-        f"{bucket}/shards",
-        model=model_url,
-        out=f"{bucket}/users/me/pred",
-        client=cluster_client,
-        store=store,
-        progress=False,
-    )
+    with (
+        LocalCluster(
+            n_workers=1, threads_per_worker=1, processes=True, host="127.0.0.1",
+            dashboard_address=None, worker_dashboard_address=None,
+        ) as cluster,
+        Client(cluster) as client,
+    ):  # fmt: skip
+        result = infer(
+            f"{bucket}/shards",
+            model=model_url,
+            out=f"{bucket}/users/me/pred",
+            client=client,
+            store=store,
+            progress=False,
+        )
     assert result.summary["complete"] and result.summary["n_ok"] == 80
     table = pd.read_parquet(io.BytesIO(store.read_bytes(result.catalog_url)))
     assert sorted(table["id"]) == sorted(arrays["ids"])
