@@ -99,7 +99,11 @@ c.AstroKitSpawner.cluster_idle_minimum = int(os.environ.get("ASTROKIT_CLUSTER_ID
 # No language servers are installed, and jupyter-lsp's search for them runs `npm prefix -g`
 # (a Node start-up, ~0.5 CPU s) in every server at start: it is turned off.
 c.Spawner.args = ["--LabApp.extension_manager=readonly", "--LanguageServerManager.autodetect=False"]
-c.Spawner.start_timeout = 120
+# start() includes the wait for a start slot (c.AstroKitSpawner.concurrent_starts): a workshop
+# whose users all press Start at once queues them, and the last may wait minutes for the slot.
+# Once a start has its slot, the spawner's own deadlines apply (cluster_start_timeout, and as
+# long for the notebook to answer), so this outer limit only has to cover the queue.
+c.Spawner.start_timeout = 900
 c.Spawner.http_timeout = 60
 c.JupyterHub.allow_named_servers = True
 c.JupyterHub.named_server_limit_per_user = 3

@@ -863,11 +863,13 @@ class AstroKitSpawner(SlurmSpawnerMixin, ProfilesMixin, Spawner):
     async def _wait_notebook(self, notebook: Popen, log: Path) -> None:
         url = f"http://127.0.0.1:{self.port}{self.server.base_url}api"
         client = AsyncHTTPClient()
-        deadline = time.monotonic() + self.http_timeout
+        # As long as the cluster may take: both start at once on the same cores.
+        seconds = max(self.http_timeout, self.cluster_start_timeout)
+        deadline = time.monotonic() + seconds
         while True:
             if time.monotonic() > deadline:
                 raise SpawnException(
-                    f"The notebook server did not answer within {self.http_timeout:g} s",
+                    f"The notebook server did not answer within {seconds:g} s",
                     reason="notebook",
                     status_code=500,
                     log_message=_log_tail(log),

@@ -70,7 +70,9 @@ class StartQueue:
             if waiter.future.done() and not waiter.future.cancelled():
                 self._release()  # the slot was handed over just as we were cancelled
             else:
-                self._waiting.remove(waiter)
+                # A release may already have dropped our (cancelled) entry from the line.
+                with contextlib.suppress(ValueError):
+                    self._waiting.remove(waiter)
                 self._tell_positions()
             raise
 

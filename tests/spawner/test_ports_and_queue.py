@@ -98,3 +98,16 @@ async def test_a_cancelled_waiter_leaves_the_line_and_frees_nothing_twice():
 def test_queue_limit_must_be_positive():
     with pytest.raises(ValueError, match="at least 1"):
         StartQueue(0)
+
+
+async def test_a_cancel_that_races_a_release_leaves_the_queue_consistent():
+    """Found by the workshop benchmark: the release dropped the cancelled entry first."""
+    queue = StartQueue(1)
+    await queue._acquire(lambda place: None)  # someone is starting
+    waiter = asyncio.ensure_future(queue._acquire(lambda place: None))
+    await asyncio.sleep(0)
+    waiter.cancel()  # start_timeout hits the waiting start...
+    queue._release()  # ...and, before it resumes, the running start finishes
+    with pytest.raises(asyncio.CancelledError):
+        await waiter
+    assert queue.running == 0 and queue.waiting == 0
