@@ -89,6 +89,9 @@ def test_notebook_cluster_environment():
         "ASTROKIT_PROFILE": "medium",
         "ASTROKIT_DASHBOARD_URL": "/user/ada/proxy/4001/status",
         "DASK_DISTRIBUTED__DASHBOARD__LINK": "{JUPYTERHUB_SERVICE_PREFIX}proxy/{port}/status",
+        "DASK_LABEXTENSION__FACTORY__MODULE": "astrokit.lab_cluster",
+        "DASK_LABEXTENSION__FACTORY__CLASS": "ServerCluster",
+        "DASK_LABEXTENSION__INITIAL": "[{'name': 'Your medium cluster'}]",
     }
 
 
