@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from helpers.browser import launch_chromium
+from helpers.cluster import local_client
 from helpers.s3 import S3Identity, SeaweedS3
 
 REPO = Path(__file__).resolve().parent.parent
@@ -174,3 +175,10 @@ def any_store(request, tmp_path):
         storage_options=request.getfixturevalue("s3_store_options"),
         user_url=f"{bucket}/users/test",
     )
+
+
+@pytest.fixture(scope="module")
+def cluster_client():
+    """A real LocalCluster: 2 worker processes x 1 thread on 127.0.0.1."""
+    with local_client() as client:
+        yield client

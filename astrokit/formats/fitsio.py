@@ -139,6 +139,7 @@ def read_header(source: Any, *, store: Any = None, hdu: int = 0) -> fits.Header:
         close = True
     else:
         fh = source
+    opened = fh  # a GzipFile over it does not close it: closed itself below
     try:
         head = fh.read(2)
         fh.seek(0)
@@ -158,7 +159,7 @@ def read_header(source: Any, *, store: Any = None, hdu: int = 0) -> fits.Header:
         raise CorruptFileError(name, f"unreadable header ({exc})") from exc
     finally:
         if close:
-            fh.close()
+            opened.close()
 
 
 def _read_one_header(fh: IO, name: str) -> tuple[fits.Header, int]:

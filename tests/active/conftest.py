@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from helpers.cluster import local_client
 from toy_data import write_toy_pool
 
 
@@ -16,16 +17,5 @@ def toy_pool(tmp_path_factory):
 @pytest.fixture(scope="module")
 def dask_client():
     """A real LocalCluster on 127.0.0.1: 2 worker processes, 1 thread each."""
-    from distributed import Client, LocalCluster
-
-    with (
-        LocalCluster(
-            n_workers=2,
-            threads_per_worker=1,
-            processes=True,
-            host="127.0.0.1",
-            dashboard_address="127.0.0.1:0",
-        ) as cluster,
-        Client(cluster) as client,
-    ):
+    with local_client() as client:
         yield client

@@ -33,18 +33,35 @@ def catalogue_url(tmp_path_factory, catalogue_columns) -> str:
     return write_catalogue(path.as_uri(), catalogue_columns, row_group_size=400)
 
 
+def train_small(catalogue: str, out: str, **options):
+    """``train_catalogue`` on the synthetic catalogue's columns with a small, quick network
+    (16 hidden units, 1 layer, 2 components); ``options`` override any of it."""
+    from astrokit.catalogue_training import train_catalogue
+
+    settings = {
+        "bands": BANDS,
+        "errors": ERRORS,
+        "z_column": Z_COLUMN,
+        "hidden": 16,
+        "layers": 1,
+        "components": 2,
+    }
+    return train_catalogue(catalogue, out=out, **{**settings, **options})
+
+
+@pytest.fixture(scope="session")
+def train_model():
+    """Factory fixture: ``train_model(catalogue_url, out, **options)`` -> TrainResult."""
+    return train_small
+
+
 @pytest.fixture(scope="session")
 def trained_model(tmp_path_factory, catalogue_url):
     """A small photometry model trained briefly on the catalogue: (url, TrainResult)."""
-    from astrokit.catalogue_training import train_catalogue
-
     url = (tmp_path_factory.mktemp("model") / "phot.pt").as_uri()
-    result = train_catalogue(
+    result = train_small(
         catalogue_url,
-        out=url,
-        bands=BANDS,
-        errors=ERRORS,
-        z_column=Z_COLUMN,
+        url,
         hidden=32,
         layers=2,
         components=3,
@@ -53,24 +70,3 @@ def trained_model(tmp_path_factory, catalogue_url):
         batch_size=128,
     )
     return url, result
-
-
-@pytest.fixture(scope="module")
-def cluster_client():
-    """A real LocalCluster: 2 worker processes x 1 thread on 127.0.0.1."""
-    from distributed import Client, LocalCluster
-
-    cluster = LocalCluster(
-        n_workers=2,
-        threads_per_worker=1,
-        processes=True,
-        host="127.0.0.1",
-        dashboard_address=None,
-        worker_dashboard_address=None,
-    )
-    client = Client(cluster)
-    try:
-        yield client
-    finally:
-        client.close()
-        cluster.close()

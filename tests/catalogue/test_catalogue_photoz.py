@@ -30,17 +30,11 @@ def test_training_reports_metrics_per_epoch_and_stops_early(trained_model):
     assert result.metrics["n_train"] + result.metrics["n_val"] + result.metrics["n_skipped"] == 2000
 
 
-def test_early_stopping_keeps_the_best_epoch(tmp_path, catalogue_url):
-    from astrokit.catalogue_training import train_catalogue
-
-    result = train_catalogue(
+def test_early_stopping_keeps_the_best_epoch(tmp_path, catalogue_url, train_model):
+    result = train_model(
         catalogue_url,
-        out=(tmp_path / "m.pt").as_uri(),
-        bands=BANDS,
-        z_column=Z_COLUMN,  # no errors: the model then uses magnitudes and colours only
-        hidden=16,
-        layers=1,
-        components=2,
+        (tmp_path / "m.pt").as_uri(),
+        errors=None,  # no errors: the model then uses magnitudes and colours only
         epochs=60,
         patience=2,
         lr=5e-2,  # large steps: validation loss stalls early, so patience triggers

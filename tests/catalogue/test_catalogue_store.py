@@ -28,9 +28,8 @@ def test_read_and_plan_through_the_store(any_store, catalogue_columns, name):
         plan_catalogue(url, CatalogueSpec("mag_u,flux_g"), store=any_store)
 
 
-def test_train_and_infer_on_the_s3_store(any_store, catalogue_columns, cluster_client):
+def test_train_and_infer_on_the_s3_store(any_store, catalogue_columns, cluster_client, train_model):
     from astrokit.catalogue_inference import infer_catalogue
-    from astrokit.catalogue_training import train_catalogue
 
     url = write_catalogue(
         any_store.join("users/test/cat.parquet"),
@@ -39,19 +38,7 @@ def test_train_and_infer_on_the_s3_store(any_store, catalogue_columns, cluster_c
         row_group_size=300,
     )
     model = any_store.join("users/test/model.pt")
-    train_catalogue(
-        url,
-        out=model,
-        bands=MAG_COLUMNS,
-        errors=ERROR_COLUMNS,
-        z_column=Z_COLUMN,
-        hidden=16,
-        layers=1,
-        components=2,
-        epochs=2,
-        batch_size=64,
-        store=any_store,
-    )
+    train_model(url, model, epochs=2, batch_size=64, store=any_store)
     result = infer_catalogue(
         url,
         model=model,

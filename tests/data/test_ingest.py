@@ -8,6 +8,7 @@ import json
 import numpy as np
 import pytest
 from astropy.io import fits
+from helpers.cluster import local_client
 
 from astrokit.formats import read_cutout
 from astrokit.ingest import IngestError, ingest, plan_groups
@@ -20,15 +21,7 @@ from astrokit.survey import cutout_fits_bytes, make_survey, synth_galaxies
 def client(s3_server):
     """Workers take S3 credentials from their environment (as on the spawner's cluster), so
     the S3 server fixture, which sets them, must come first."""
-    from distributed import Client, LocalCluster
-
-    with (
-        LocalCluster(
-            n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
-            dashboard_address=None,
-        ) as cluster,
-        Client(cluster) as c,
-    ):  # fmt: skip
+    with local_client() as c:
         yield c
 
 

@@ -9,7 +9,6 @@ no process of that server left. A screenshot of each step goes to ``test-artifac
 from __future__ import annotations
 
 import contextlib
-import json
 import re
 import shutil
 import time
@@ -17,6 +16,7 @@ from pathlib import Path
 
 import psutil
 import pytest
+from helpers.browser import write_lab_settings
 from helpers.polling import wait_until
 from playwright.sync_api import Error as PlaywrightError
 
@@ -108,23 +108,8 @@ def run_all_cells(page, timeout: float) -> None:
 
 
 def provision_home(home: Path) -> None:
-    """What the user finds in their home: the quickstart notebook and two lab preferences.
-
-    JupyterLab renders only the cells in view by default ("windowing"); turning that off
-    lets the test read every cell's prompt and output from the page. The news pop-up is
-    turned off so that it does not cover the screenshots.
-    """
-    settings = home / ".jupyter" / "lab" / "user-settings" / "@jupyterlab"
-    prefs = {
-        "notebook-extension/tracker.jupyterlab-settings": {"windowingMode": "none"},
-        "apputils-extension/notification.jupyterlab-settings": {
-            "fetchNews": "false",
-            "checkForUpdates": False,
-        },
-    }
-    for rel, value in prefs.items():
-        (settings / rel).parent.mkdir(parents=True, exist_ok=True)
-        (settings / rel).write_text(json.dumps(value))
+    """What the user finds in their home: the quickstart notebook and two lab preferences."""
+    write_lab_settings(home)
     shutil.copy(QUICKSTART, home / QUICKSTART.name)
 
 

@@ -8,6 +8,7 @@ hide that the real-browser tests never ran.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from collections.abc import Callable, Iterator
@@ -17,7 +18,7 @@ from typing import Any
 
 import pytest
 
-__all__ = ["CHROMIUM_ARGS", "find_chromium", "launch_chromium", "page_sleep"]
+__all__ = ["CHROMIUM_ARGS", "find_chromium", "launch_chromium", "page_sleep", "write_lab_settings"]
 
 DEBIAN_CHROMIUM = Path("/usr/bin/chromium")
 #: Headless, and none of the features that would reach the network.
@@ -66,3 +67,23 @@ def page_sleep(page: Any) -> Callable[[float], None]:
     waiting; ``page.wait_for_timeout`` lets them through.
     """
     return lambda seconds: page.wait_for_timeout(seconds * 1000)
+
+
+def write_lab_settings(home: Path) -> None:
+    """JupyterLab preferences in ``home`` for a browser test to read the page.
+
+    JupyterLab renders only the cells in view by default ("windowing"); turning that off
+    lets the test read every cell's prompt and output from the page. The news pop-up is
+    turned off so that it does not cover the screenshots.
+    """
+    base = home / ".jupyter" / "lab" / "user-settings" / "@jupyterlab"
+    prefs = {
+        "notebook-extension/tracker.jupyterlab-settings": {"windowingMode": "none"},
+        "apputils-extension/notification.jupyterlab-settings": {
+            "fetchNews": "false",
+            "checkForUpdates": False,
+        },
+    }
+    for rel, value in prefs.items():
+        (base / rel).parent.mkdir(parents=True, exist_ok=True)
+        (base / rel).write_text(json.dumps(value))

@@ -10,39 +10,9 @@ import numpy as np
 import pytest
 
 
-def _fallback_galaxies(n: int, seed: int) -> dict[str, np.ndarray]:
-    # Used only while astrokit.survey (the data layer's generator) is not in this checkout:
-    # exponential-disc galaxies whose size shrinks and colours redden with redshift.
-    rng = np.random.default_rng(seed)
-    z = rng.gamma(2.0, 0.08, n).astype(np.float32)
-    yy, xx = np.mgrid[:32, :32] - 15.5
-    r_e = (4.0 / (1 + 3 * z))[:, None, None] * rng.uniform(0.7, 1.3, n)[:, None, None]
-    q = rng.uniform(0.4, 1, n)[:, None, None]
-    th = rng.uniform(0, np.pi, n)[:, None, None]
-    xr = xx * np.cos(th) + yy * np.sin(th)
-    yr = (-xx * np.sin(th) + yy * np.cos(th)) / q
-    prof = np.exp(-np.sqrt(xr**2 + yr**2) / r_e)
-    color = np.stack(
-        [np.exp(-3 * z) * 0.3, 0.6 * np.exp(-1.5 * z), np.ones(n), 1 + 0.8 * z, 1 + 1.2 * z], 1
-    )
-    flux = 10 ** (-0.4 * (rng.uniform(16, 20, n) + 5 * np.log10(1 + z)))[:, None] * color * 1e7
-    img = flux[:, :, None, None] * prof[:, None] / prof.sum((1, 2))[:, None, None, None]
-    img = img + rng.normal(0, 0.5, img.shape)
-    mags = -2.5 * np.log10(np.maximum(flux, 1e-3)) + 22.5 + rng.normal(0, 0.05, (n, 5))
-    return {
-        "images": img.astype(np.float32),
-        "mags": mags.astype(np.float32),
-        "ids": np.array([f"gal-{seed}-{i:06d}" for i in range(n)]),
-        "z": z,
-    }
-
-
 def galaxies(n: int, seed: int) -> dict[str, np.ndarray]:
     """Synthetic galaxies as shard arrays (images, mags, ids, z)."""
-    try:
-        from astrokit.survey import synth_galaxies
-    except ImportError:
-        return _fallback_galaxies(n, seed)
+    from astrokit.survey import synth_galaxies
 
     d = synth_galaxies(n, seed=seed)
     return {
@@ -109,24 +79,3 @@ def tiny_model_url(tmp_path_factory, galaxy_arrays) -> str:
     url = (tmp_path_factory.mktemp("model") / "tiny.pt").as_uri()
     save_checkpoint(model, url)
     return url
-
-
-@pytest.fixture(scope="module")
-def cluster_client():
-    """A real LocalCluster: 2 worker processes x 1 thread on 127.0.0.1."""
-    from distributed import Client, LocalCluster
-
-    cluster = LocalCluster(
-        n_workers=2,
-        threads_per_worker=1,
-        processes=True,
-        host="127.0.0.1",
-        dashboard_address=None,
-        worker_dashboard_address=None,
-    )
-    client = Client(cluster)
-    try:
-        yield client
-    finally:
-        client.close()
-        cluster.close()

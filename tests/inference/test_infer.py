@@ -28,6 +28,23 @@ def shard_url(tmp_path, galaxy_arrays, shard_writer):
     return url
 
 
+@pytest.fixture
+def run_infer(cluster_client, tiny_model_url, tmp_path):
+    """``infer`` with the tests' defaults: the tiny model, the test cluster, ``tmp_path/pred``
+    and no progress bar; keyword arguments override them."""
+
+    def run(data: str, **options):
+        settings = {
+            "model": tiny_model_url,
+            "out": (tmp_path / "pred").as_uri(),
+            "client": cluster_client,
+            "progress": False,
+        }
+        return infer(data, **{**settings, **options})
+
+    return run
+
+
 def _catalog(result) -> pd.DataFrame:
     return result.to_pandas()
 
@@ -87,21 +104,18 @@ def test_fits_groups_are_cut_by_files(tmp_path):
     assert [p["index"] for p in parts] == [0, 1] and sum(p["rows"] for p in parts) == 5
 
 
-def test_a_resumed_run_keeps_its_plan_on_another_cluster_size(
-    cluster_client, shard_url, tiny_model_url, tmp_path
-):
+def test_a_resumed_run_keeps_its_plan_on_another_cluster_size(shard_url, tmp_path, run_infer):
     from distributed import Client
 
     from astrokit.cluster import local_cluster
 
-    out = (tmp_path / "pred").as_uri()
     # the first run on 2 threads: 3 shard partitions, the last cut in two
-    first = infer(shard_url, model=tiny_model_url, out=out, client=cluster_client, progress=False)
+    first = run_infer(shard_url)
     assert first.summary["partitions"] == 4
     (tmp_path / "pred" / "pred-00003.parquet").unlink()
     # resumed on a 1-worker cluster: the same 4 partitions, only the missing one recomputed
-    with local_cluster(1, 1, dashboard_address=None) as cluster, Client(cluster) as one:
-        again = infer(shard_url, model=tiny_model_url, out=out, client=one, progress=False)
+    with local_cluster(1, 1) as cluster, Client(cluster) as one:
+        again = run_infer(shard_url, client=one)
     assert again.summary["partitions"] == 4
     assert again.summary["partitions_resumed"] == 3 and again.summary["partitions_computed"] == 1
     assert again.summary["complete"]
@@ -109,17 +123,12 @@ def test_a_resumed_run_keeps_its_plan_on_another_cluster_size(
 
 
 def test_infer_is_exact_and_matches_in_process(
-    cluster_client, shard_url, tiny_model_url, galaxy_arrays, tmp_path
+    cluster_client, shard_url, tiny_model_url, galaxy_arrays, tmp_path, run_infer
 ):
-    out = (tmp_path / "pred").as_uri()
-    result = infer(
+    result = run_infer(
         shard_url,
-        model=tiny_model_url,
-        out=out,
-        client=cluster_client,
         partition_mb=1.0,
         precision="fp32",  # compared with fp32 in-process predictions below
-        progress=False,
     )
     s = result.summary
     assert s["complete"] and s["problems"] == []
@@ -144,41 +153,17 @@ def test_infer_is_exact_and_matches_in_process(
     assert all(v <= 1 for v in loads.values()) and sum(loads.values()) >= 1
 
 
-def test_resume_skips_finished_partitions(cluster_client, shard_url, tiny_model_url, tmp_path):
-    out = (tmp_path / "pred").as_uri()
-    first = infer(
-        shard_url,
-        model=tiny_model_url,
-        out=out,
-        client=cluster_client,
-        partition_mb=1.0,
-        progress=False,
-    )
-    again = infer(
-        shard_url,
-        model=tiny_model_url,
-        out=out,
-        client=cluster_client,
-        partition_mb=1.0,
-        progress=False,
-    )
+def test_resume_skips_finished_partitions(shard_url, tmp_path, run_infer):
+    first = run_infer(shard_url, partition_mb=1.0)
+    again = run_infer(shard_url, partition_mb=1.0)
     assert again.summary["partitions_resumed"] == 8 and again.summary["partitions_computed"] == 0
     (tmp_path / "pred" / "pred-00004.parquet").unlink()
-    third = infer(
-        shard_url,
-        model=tiny_model_url,
-        out=out,
-        client=cluster_client,
-        partition_mb=1.0,
-        progress=False,
-    )
+    third = run_infer(shard_url, partition_mb=1.0)
     assert third.summary["partitions_computed"] == 1 and third.summary["complete"]
     pd.testing.assert_frame_equal(_catalog(first), _catalog(third))
 
 
-def test_bad_rows_are_reported_not_predicted(
-    shard_writer, cluster_client, tmp_path, galaxy_arrays, tiny_model_url
-):
+def test_bad_rows_are_reported_not_predicted(shard_writer, tmp_path, galaxy_arrays, run_infer):
     arrays = {k: v[:100].copy() for k, v in galaxy_arrays.items()}
     arrays["images"][3, :, :10, :] = np.nan  # 31 % of the pixels
     arrays["images"][4, 0, 0, :5] = np.nan  # 0.1 %: filled and predicted
@@ -186,13 +171,7 @@ def test_bad_rows_are_reported_not_predicted(
     arrays["z"][9] = np.nan  # unknown redshift: predicted, not in the metrics
     url = (tmp_path / "bad").as_uri()
     shard_writer(url, arrays, rows_per_shard=50)
-    result = infer(
-        url,
-        model=tiny_model_url,
-        out=(tmp_path / "pred").as_uri(),
-        client=cluster_client,
-        progress=False,
-    )
+    result = run_infer(url)
     s = result.summary
     assert s["complete"]
     assert s["n_ok"] == 98 and s["n_bad"] == 2
@@ -206,30 +185,22 @@ def test_bad_rows_are_reported_not_predicted(
     assert np.isfinite(cat.loc[arrays["ids"][9], "z_pred"])
 
 
-def test_corrupt_shard_rows_are_reported_and_the_rest_kept(
-    cluster_client, shard_url, tiny_model_url, tmp_path
-):
+def test_corrupt_shard_rows_are_reported_and_the_rest_kept(shard_url, tmp_path, run_infer):
     shard = tmp_path / "shards" / "shard-00001.npz"
     shard.write_bytes(shard.read_bytes()[:1000])  # truncated: checksum mismatch
-    result = infer(
-        shard_url,
-        model=tiny_model_url,
-        out=(tmp_path / "pred").as_uri(),
-        client=cluster_client,
-        progress=False,
-    )
+    result = run_infer(shard_url)
     s = result.summary
     assert s["complete"] and s["n_predictions"] == 300
     assert s["bad_by_status"] == {"bad_file": 120} and s["n_ok"] == 180
     assert "ChecksumMismatch" in s["bad_rows"][0]["error"]
 
 
-def test_lost_prediction_file_is_detected(cluster_client, shard_url, tiny_model_url, tmp_path):
+def test_lost_prediction_file_is_detected(shard_url, tmp_path, run_infer):
     from astrokit.inference import _summarise
     from astrokit.store import resolve
 
     out = (tmp_path / "pred").as_uri()
-    infer(shard_url, model=tiny_model_url, out=out, client=cluster_client, progress=False)
+    run_infer(shard_url)
     # a partition file that holds another partition's rows (a duplicate) and one lost file;
     # on the 2-thread cluster the plan is 120, 120, 30, 30 rows (the last shard cut in two)
     (tmp_path / "pred" / "pred-00002.parquet").write_bytes(
@@ -257,35 +228,23 @@ def test_lost_prediction_file_is_detected(cluster_client, shard_url, tiny_model_
     assert any("no prediction" in p for p in s["problems"])
 
 
-def test_failed_partitions_raise_with_summary(cluster_client, shard_url, tiny_model_url, tmp_path):
+def test_failed_partitions_raise_with_summary(shard_url, tmp_path, run_infer):
     # a directory where partition 1's file must go: its task cannot write, even when retried
     (tmp_path / "pred" / "pred-00001.parquet").mkdir(parents=True)
     with pytest.raises(IncompleteResultError, match="incomplete") as info:
-        infer(
-            shard_url,
-            model=tiny_model_url,
-            out=(tmp_path / "pred").as_uri(),
-            client=cluster_client,
-            progress=False,
-        )
+        run_infer(shard_url)
     s = info.value.result.summary
     assert not s["complete"] and s["partitions_failed"] == [1]
     assert s["missing"] == 120 and s["n_predictions"] == 180
     assert json.loads((tmp_path / "pred" / "summary.json").read_text())["complete"] is False
 
 
-def test_bad_model_fails_before_any_task(cluster_client, shard_url, tmp_path):
+def test_bad_model_fails_before_any_task(shard_url, tmp_path, run_infer):
     from astrokit.models.checkpoint import CheckpointFormatError
 
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(CheckpointFormatError, match=r"junk\.pt"):
-        infer(
-            shard_url,
-            model=str(tmp_path / "junk.pt"),
-            out=(tmp_path / "pred").as_uri(),
-            client=cluster_client,
-            progress=False,
-        )
+        run_infer(shard_url, model=str(tmp_path / "junk.pt"))
 
 
 @pytest.mark.s3
@@ -347,7 +306,7 @@ def test_infer_command(cluster_client, shard_url, tiny_model_url, tmp_path, caps
     assert "ASTROKIT_MODEL_URL" in capsys.readouterr().err
 
 
-def test_infer_on_fits_cutouts(cluster_client, tiny_model_url, tmp_path):
+def test_infer_on_fits_cutouts(tmp_path, run_infer):
     from astrokit import survey
 
     root = (tmp_path / "survey").as_uri()
@@ -356,13 +315,9 @@ def test_infer_on_fits_cutouts(cluster_client, tiny_model_url, tmp_path):
     names = sorted(p.name for p in cutouts.glob("*.fits"))
     assert len(names) == 24
     (cutouts / names[0]).write_bytes(b"SIMPLE  =  broken")  # one unreadable file
-    result = infer(
+    result = run_infer(
         cutouts.as_uri(),
-        model=tiny_model_url,
-        out=(tmp_path / "pred").as_uri(),
-        client=cluster_client,
         partition_mb=0.1,  # a few files per task
-        progress=False,
     )
     s = result.summary
     assert s["complete"] and s["input_kind"] == "fits"
@@ -384,20 +339,11 @@ def test_infer_command_shows_progress(cluster_client, shard_url, tiny_model_url,
     assert "8/8" in captured.err
 
 
-def test_infer_tasks_are_named_for_the_dashboard(
-    cluster_client, shard_url, tiny_model_url, tmp_path
-):
+def test_infer_tasks_are_named_for_the_dashboard(cluster_client, shard_url, run_infer):
     from distributed import get_task_stream
 
     with get_task_stream(cluster_client) as stream:
-        result = infer(
-            shard_url,
-            model=tiny_model_url,
-            out=(tmp_path / "pred").as_uri(),
-            client=cluster_client,
-            partition_mb=1.0,
-            progress=False,
-        )
+        result = run_infer(shard_url, partition_mb=1.0)
     keys = [str(task["key"]) for task in stream.data]
     named = sorted(k for k in keys if k.startswith("astrokit-infer-"))
     # one task per partition, named astrokit-infer-<run>-NNNNN, the same run id for all

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import io
-import json
 import re
 
-import pandas as pd
-from test_notebooks import N_WORKERS, cell_with, images_of, run_notebook, text_of
+from helpers.notebooks import cell_with, check_exact_run, images_of, run_notebook, text_of
+from test_notebooks import N_WORKERS
 
 
 def test_catalogue_photoz(kernel_env, seeded_platform, tmp_path, artifacts_dir):
@@ -25,18 +23,12 @@ def test_catalogue_photoz(kernel_env, seeded_platform, tmp_path, artifacts_dir):
     assert re.search(r"best epoch \d of 5", trained), trained
     assert "coverage of the 68% interval" in trained
 
-    run = text_of(cell_with(nb, "astrokit.infer_catalogue("))
-    assert f"complete: True  ({n_test} predictions for {n_test} rows)" in run, run
-    assert "missing 0, duplicated 0" in run
-    assert f"on {N_WORKERS} workers" in run
-
     store = open_store(seeded_platform["store_url"])
     out = f"{seeded_platform['user_url']}/catalogue-photoz/predictions"
-    summary = json.loads(store.read_bytes(f"{out}/summary.json"))
-    assert summary["complete"] and summary["n_predictions"] == n_test
+    summary, predictions = check_exact_run(
+        nb, "astrokit.infer_catalogue(", store=store, out=out, rows=n_test, workers=N_WORKERS
+    )
     assert summary["partitions"] >= 2
-    predictions = pd.read_parquet(io.BytesIO(store.read_bytes(f"{out}/catalog.parquet")))
-    assert len(predictions) == n_test and predictions["id"].is_unique
     # the natural non-detections (magnitude 99) are reported, not predicted
     bad = predictions[predictions["status"] != "ok"]
     assert summary["n_bad"] == len(bad) and bad["z_pred"].isna().all()

@@ -7,80 +7,23 @@ the user's area of the store. The executed copies are kept in ``test-artifacts/`
 
 from __future__ import annotations
 
-import io
-import json
 import re
 from pathlib import Path
 
-import nbformat
 import pytest
-from nbclient import NotebookClient
+from helpers.notebooks import (
+    cell_with,
+    check_exact_run,
+    images_of,
+    run_notebook,
+    text_of,
+    widget_views,
+)
 
-NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
-WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
-#: Seconds any single cell may take (inference and training cells are the long ones).
-CELL_TIMEOUT = 240
 #: Workers of the test cluster (tests/notebooks/conftest.py).
 N_WORKERS = 2
 #: Spectra in the test survey (tests/notebooks/conftest.py).
 SPECTRA = 360
-
-
-def run_notebook(name: str, env: dict[str, str], workdir: Path, artifacts: Path):
-    """Execute ``notebooks/<name>`` with ``env`` for the kernel; return the executed notebook."""
-    nb = nbformat.read(NOTEBOOKS / name, as_version=4)
-    client = NotebookClient(
-        nb,
-        timeout=CELL_TIMEOUT,
-        kernel_name="python3",
-        resources={"metadata": {"path": str(workdir)}},
-    )
-    try:
-        client.execute(env=env)
-    finally:
-        # Kept whatever happened: the executed notebook shows where and why it stopped.
-        nbformat.write(nb, artifacts / name)
-    return nb
-
-
-def cell_with(nb, needle: str):
-    """The (first) code cell whose source contains ``needle``."""
-    for cell in nb.cells:
-        if cell.cell_type == "code" and needle in cell.source:
-            return cell
-    raise AssertionError(f"no code cell contains {needle!r}")
-
-
-def text_of(cell) -> str:
-    """Everything a code cell printed or displayed as text (streams, plain text, HTML)."""
-    parts = []
-    for out in cell.get("outputs", []):
-        if out.output_type == "stream":
-            parts.append(out.text)
-        elif out.output_type in ("execute_result", "display_data"):
-            data = out.get("data", {})
-            parts.append(data.get("text/plain", ""))
-            parts.append(data.get("text/html", ""))
-    return "\n".join(parts)
-
-
-def widget_views(cell) -> list[dict]:
-    """The widget views a code cell displayed."""
-    return [
-        out.data[WIDGET_VIEW]
-        for out in cell.get("outputs", [])
-        if out.output_type in ("execute_result", "display_data")
-        and WIDGET_VIEW in out.get("data", {})
-    ]
-
-
-def images_of(cell) -> int:
-    """Number of PNG images (plots) a code cell displayed."""
-    return sum(
-        "image/png" in out.get("data", {})
-        for out in cell.get("outputs", [])
-        if out.output_type in ("execute_result", "display_data")
-    )
 
 
 def test_quickstart(kernel_env, seeded_platform, tmp_path, artifacts_dir):
@@ -141,27 +84,19 @@ def test_browse_and_plot(kernel_env, seeded_platform, tmp_path, artifacts_dir):
 
 
 def test_redshift_inference(kernel_env, seeded_platform, tmp_path, artifacts_dir):
-    import pandas as pd
-
     from astrokit.shards import Manifest
     from astrokit.store import open_store
 
     nb = run_notebook("03-redshift-inference.ipynb", kernel_env, tmp_path, artifacts_dir)
     total = Manifest.load(seeded_platform["shards_url"]).total_rows
 
-    run = text_of(cell_with(nb, "astrokit.infer("))
-    assert f"complete: True  ({total} predictions for {total} rows)" in run, run
-    assert "missing 0, duplicated 0" in run
-    assert f"on {N_WORKERS} workers" in run
-
     # What the run left in the user's area: an exact catalogue and its summary.
     store = open_store(seeded_platform["store_url"])
     out = f"{seeded_platform['user_url']}/inference/survey"
-    summary = json.loads(store.read_bytes(f"{out}/summary.json"))
-    assert summary["complete"] and summary["n_predictions"] == total
+    summary, _ = check_exact_run(
+        nb, "astrokit.infer(", store=store, out=out, rows=total, workers=N_WORKERS
+    )
     assert summary["partitions"] >= 3, "quick mode should still spread several tasks"
-    catalog = pd.read_parquet(io.BytesIO(store.read_bytes(f"{out}/catalog.parquet")))
-    assert len(catalog) == total and catalog["id"].is_unique
 
     # The metrics cell printed the same numbers as the summary holds.
     printed = text_of(cell_with(nb, "photoz_metrics("))

@@ -16,7 +16,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from helpers.browser import page_sleep
+from helpers.browser import page_sleep, write_lab_settings
 from helpers.polling import wait_until
 
 pytestmark = pytest.mark.browser
@@ -124,21 +124,6 @@ def _run_all_cells(page, timeout_s: float = 180.0) -> None:
         raise AssertionError(f"{exc}: prompts {prompts}") from None
 
 
-def _lab_settings(home: Path) -> None:
-    """Lab preferences: no news pop-up over the screenshot, every cell rendered."""
-    base = home / ".jupyter" / "lab" / "user-settings" / "@jupyterlab"
-    prefs = {
-        "notebook-extension/tracker.jupyterlab-settings": {"windowingMode": "none"},
-        "apputils-extension/notification.jupyterlab-settings": {
-            "fetchNews": "false",
-            "checkForUpdates": False,
-        },
-    }
-    for rel, value in prefs.items():
-        (base / rel).parent.mkdir(parents=True, exist_ok=True)
-        (base / rel).write_text(json.dumps(value))
-
-
 @pytest.fixture
 def hub(tmp_path):
     from helpers.hub import HubProcess
@@ -158,7 +143,7 @@ def test_store_browser_opens_a_real_spectrum_in_jupyterlab(chromium, hub, lamost
     home = hub.run_dir / "home" / "alice"
     home.mkdir(parents=True, exist_ok=True)
     (home / "browse.ipynb").write_text(_notebook(NOTEBOOK_CELLS))
-    _lab_settings(home)
+    write_lab_settings(home)
 
     hub.spawn("alice", {"profile": "small"}, timeout=240)
 
