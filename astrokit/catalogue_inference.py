@@ -58,7 +58,7 @@ from astrokit.inference import (
     _summarise,
     run_plan,
 )
-from astrokit.inference_worker import encode_columns, write_partition_file
+from astrokit.inference_worker import encode_columns, task_stats, write_partition_file
 from astrokit.partitions import CatalogueRange, as_partition
 
 log = logging.getLogger(__name__)
@@ -254,17 +254,7 @@ def predict_catalogue_partition(
     t2 = time.perf_counter()
     payload = encode_catalogue_predictions({**cols, **pz})
     target = write_partition_file(out_url, part.index, payload, store)
-    n_ok = int((cols["status"] == "ok").sum())
-    return {
-        "index": part.index,
-        "rows": n,
-        "ok": n_ok,
-        "bad": n - n_ok,
-        "read_s": t1 - t0,
-        "compute_s": t2 - t1,
-        "write_s": time.perf_counter() - t2,
-        "file": target,
-    }
+    return task_stats(part, cols["status"], (t0, t1, t2, time.perf_counter()), target)
 
 
 def _fingerprint(plan: dict[str, Any], model_sha256: str) -> str:

@@ -23,7 +23,7 @@ import numpy as np
 
 from astrokit.catalogue import CatalogueSpec, read_spec_arrays, screen_photometry
 from astrokit.metrics import photoz_metrics, uncertainty_metrics
-from astrokit.training import TrainingError, TrainResult, run_training
+from astrokit.training import TrainingError, TrainResult, check_training_args, run_training
 
 log = logging.getLogger(__name__)
 
@@ -185,14 +185,7 @@ def _train_body(
         save_photometry_checkpoint,
     )
 
-    if epochs < 1:
-        raise TrainingError(f"epochs must be >= 1, got {epochs}")
-    if patience < 1:
-        raise TrainingError(f"patience must be >= 1, got {patience}")
-    if batch_size < 2:
-        raise TrainingError(f"batch_size must be >= 2, got {batch_size}")
-    if not 0.0 < val_fraction <= 0.9:
-        raise TrainingError(f"val_fraction must be in (0, 0.9], got {val_fraction}")
+    check_training_args(epochs, batch_size, val_fraction, patience=patience)
     t_start = time.perf_counter()
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)

@@ -331,6 +331,30 @@ def encode_predictions(columns: dict[str, Any]) -> bytes:
     return encode_columns(columns, PRED_SCHEMA)
 
 
+def task_stats(
+    part: Partition,
+    status: np.ndarray,
+    times: tuple[float, float, float, float],
+    target: str,
+    **extra: Any,
+) -> dict[str, Any]:
+    """What a prediction task returns: rows, ok/bad counts, read/compute/write seconds
+    (from ``times`` = start, read, computed, written), the file written, and ``extra``."""
+    t0, t1, t2, t3 = times
+    n_ok = int((np.asarray(status) == "ok").sum())
+    return {
+        "index": part.index,
+        "rows": len(status),
+        "ok": n_ok,
+        "bad": len(status) - n_ok,
+        "read_s": t1 - t0,
+        "compute_s": t2 - t1,
+        "write_s": t3 - t2,
+        "file": target,
+        **extra,
+    }
+
+
 def write_partition_file(out_url: str, index: int, payload: bytes, store: Any = None) -> str:
     """Write partition ``index``'s predictions atomically under ``out_url``; return the URL."""
     from astrokit.store import resolve
@@ -466,19 +490,13 @@ def predict_partition(
         }
     )
     target = write_partition_file(out_url, part.index, payload, store)
-    t3 = time.perf_counter()
-    n_ok = int((status == "ok").sum())
-    return {
-        "index": part.index,
-        "rows": n,
-        "ok": n_ok,
-        "bad": n - n_ok,
-        "read_s": t1 - t0,
-        "compute_s": t2 - t1,
-        "write_s": t3 - t2,
-        "threads": torch.get_num_threads(),
-        "file": target,
-        "worker": _worker_name(),
-        "precision": None if choice is None else choice.to_dict(),
-        "parity": None if parity is None else parity.to_dict(),
-    }
+    return task_stats(
+        part,
+        status,
+        (t0, t1, t2, time.perf_counter()),
+        target,
+        threads=torch.get_num_threads(),
+        worker=_worker_name(),
+        precision=None if choice is None else choice.to_dict(),
+        parity=None if parity is None else parity.to_dict(),
+    )

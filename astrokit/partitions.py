@@ -68,8 +68,29 @@ def _bounds(start: int, stop: int, pieces: int) -> list[tuple[int, int]]:
     return [(int(a), int(b)) for a, b in itertools.pairwise(edges)]
 
 
+class _RowRange:
+    """Rows ``[start, stop)`` of one ``source``: what shard and catalogue ranges share."""
+
+    start: int
+    stop: int
+    source: str
+
+    @property
+    def rows(self) -> int:
+        return self.stop - self.start
+
+    def expected_keys(self) -> list[tuple[str, int]]:
+        """The (source, row) identities this partition must produce."""
+        return [(self.source, r) for r in range(self.start, self.stop)]
+
+    def split(self, pieces: int) -> list[Any]:
+        """Up to ``pieces`` near-equal row ranges (indices kept; :func:`balance` renumbers)."""
+        pieces = max(1, min(pieces, self.rows))
+        return [replace(self, start=a, stop=b) for a, b in _bounds(self.start, self.stop, pieces)]
+
+
 @dataclass(frozen=True)
-class ShardRange:
+class ShardRange(_RowRange):
     """Rows ``[start, stop)`` of the shard ``shard`` at ``source_url``.
 
     ``offset`` is the set's global index of the shard's first row (pools; 0 where unused).
@@ -84,22 +105,9 @@ class ShardRange:
     kind: ClassVar[str] = "shard"
 
     @property
-    def rows(self) -> int:
-        return self.stop - self.start
-
-    @property
-    def source(self) -> str:
+    def source(self) -> str:  # type: ignore[override]
         """Name identifying the rows' source (the shard file name)."""
         return self.shard.name
-
-    def expected_keys(self) -> list[tuple[str, int]]:
-        """The (source, row) identities this partition must produce."""
-        return [(self.shard.name, r) for r in range(self.start, self.stop)]
-
-    def split(self, pieces: int) -> list[ShardRange]:
-        """Up to ``pieces`` near-equal row ranges (indices kept; :func:`balance` renumbers)."""
-        pieces = max(1, min(pieces, self.rows))
-        return [replace(self, start=a, stop=b) for a, b in _bounds(self.start, self.stop, pieces)]
 
     def to_dict(self) -> dict[str, Any]:
         # ``offset`` stays out: plan.json keeps the layout (and fingerprints) it always had
@@ -155,7 +163,7 @@ class FileGroup:
 
 
 @dataclass(frozen=True)
-class CatalogueRange:
+class CatalogueRange(_RowRange):
     """Rows ``[start, stop)`` of one catalogue file (``source`` is its file name)."""
 
     index: int
@@ -164,17 +172,6 @@ class CatalogueRange:
     start: int
     stop: int
     kind: ClassVar[str] = "catalogue"
-
-    @property
-    def rows(self) -> int:
-        return self.stop - self.start
-
-    def expected_keys(self) -> list[tuple[str, int]]:
-        return [(self.source, r) for r in range(self.start, self.stop)]
-
-    def split(self, pieces: int) -> list[CatalogueRange]:
-        pieces = max(1, min(pieces, self.rows))
-        return [replace(self, start=a, stop=b) for a, b in _bounds(self.start, self.stop, pieces)]
 
     def to_dict(self) -> dict[str, Any]:
         return {

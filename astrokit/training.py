@@ -222,6 +222,26 @@ def train(
     )
 
 
+def check_training_args(
+    epochs: int, batch_size: int, val_fraction: float, *, patience: int = 1, batch_note: str = ""
+) -> None:
+    """The checks every training loop makes before reading any data.
+
+    Raises
+    ------
+    TrainingError
+        ``epochs`` or ``patience`` < 1, ``batch_size`` < 2, ``val_fraction`` outside (0, 0.9].
+    """
+    if epochs < 1:
+        raise TrainingError(f"epochs must be >= 1, got {epochs}")
+    if patience < 1:
+        raise TrainingError(f"patience must be >= 1, got {patience}")
+    if batch_size < 2:
+        raise TrainingError(f"batch_size must be >= 2{batch_note}, got {batch_size}")
+    if not 0.0 < val_fraction <= 0.9:
+        raise TrainingError(f"val_fraction must be in (0, 0.9], got {val_fraction}")
+
+
 def run_training(
     body: Any,
     data_url: str,
@@ -307,12 +327,7 @@ def _train_body(
         screen_inputs,
     )
 
-    if epochs < 1:
-        raise TrainingError(f"epochs must be >= 1, got {epochs}")
-    if batch_size < 2:
-        raise TrainingError(f"batch_size must be >= 2 (batch norm), got {batch_size}")
-    if not 0.0 < val_fraction <= 0.9:
-        raise TrainingError(f"val_fraction must be in (0, 0.9], got {val_fraction}")
+    check_training_args(epochs, batch_size, val_fraction, batch_note=" (batch norm)")
     t_start = time.perf_counter()
     dev = select_device(device)
     if precision is None:

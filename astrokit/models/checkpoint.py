@@ -217,6 +217,31 @@ def _check_state(
         )
 
 
+def read_payload(data: bytes, where: str = "checkpoint") -> Any:
+    """``torch.load`` of checkpoint bytes (weights only, on CPU), any model kind.
+
+    Raises
+    ------
+    CheckpointFormatError
+        The bytes are not a readable torch checkpoint.
+    """
+    try:
+        return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises assorted pickle/zip errors for non-checkpoints
+        raise CheckpointFormatError(
+            f"{where}: not a readable torch checkpoint ({type(exc).__name__}: {exc})"
+        ) from exc
+
+
+def check_format_version(payload: dict, where: str, latest: int) -> None:
+    """Refuse a payload written by a newer AstroKit (format_version above ``latest``)."""
+    version = payload.get("format_version")
+    if not isinstance(version, int) or version > latest:
+        raise CheckpointFormatError(
+            f"{where}: checkpoint format_version {version!r}; this AstroKit reads <= {latest}"
+        )
+
+
 def parse_checkpoint(
     data: bytes,
     *,
@@ -225,23 +250,13 @@ def parse_checkpoint(
     device: str | torch.device | None = None,
 ) -> Checkpoint:
     """Build the model from checkpoint bytes (see :func:`load_checkpoint`)."""
-    try:
-        payload = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises assorted pickle/zip errors for non-checkpoints
-        raise CheckpointFormatError(
-            f"{where}: not a readable torch checkpoint ({type(exc).__name__}: {exc})"
-        ) from exc
+    payload = read_payload(data, where)
     if not isinstance(payload, dict) or "state_dict" not in payload or "config" not in payload:
         raise CheckpointFormatError(
             f"{where}: not an AstroKit checkpoint (expected a dict with 'config' and "
             "'state_dict'; a bare state dict needs its configuration beside it)"
         )
-    version = payload.get("format_version")
-    if not isinstance(version, int) or version > FORMAT_VERSION:
-        raise CheckpointFormatError(
-            f"{where}: checkpoint format_version {version!r}; this AstroKit reads <= "
-            f"{FORMAT_VERSION}"
-        )
+    check_format_version(payload, where, FORMAT_VERSION)
     try:
         stored = get_config(payload["config"])
     except ConfigError as exc:

@@ -21,7 +21,6 @@ was trained on, so that inference can default to them.
 from __future__ import annotations
 
 import hashlib
-import io
 import logging
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -320,14 +319,14 @@ def save_photometry_checkpoint(
 
 def parse_photometry_checkpoint(data: bytes, *, where: str = "checkpoint") -> PhotometryCheckpoint:
     """Build the model from checkpoint bytes (see :func:`load_photometry_checkpoint`)."""
-    from astrokit.models.checkpoint import CheckpointFormatError, CheckpointMismatchError
+    from astrokit.models.checkpoint import (
+        CheckpointFormatError,
+        CheckpointMismatchError,
+        check_format_version,
+        read_payload,
+    )
 
-    try:
-        payload = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises assorted pickle/zip errors for non-checkpoints
-        raise CheckpointFormatError(
-            f"{where}: not a readable torch checkpoint ({type(exc).__name__}: {exc})"
-        ) from exc
+    payload = read_payload(data, where)
     kind = payload.get("model") if isinstance(payload, dict) else None
     if kind != MODEL_NAME:
         raise CheckpointFormatError(
@@ -335,11 +334,7 @@ def parse_photometry_checkpoint(data: bytes, *, where: str = "checkpoint") -> Ph
             f"({MODEL_NAME!r}); catalogues need a model trained by "
             "`astrokit train CATALOGUE --bands ...`"
         )
-    version = payload.get("format_version")
-    if not isinstance(version, int) or version > FORMAT_VERSION:
-        raise CheckpointFormatError(
-            f"{where}: format_version {version!r}; this AstroKit reads <= {FORMAT_VERSION}"
-        )
+    check_format_version(payload, where, FORMAT_VERSION)
     try:
         cfg = PhotometryConfig(**payload["config"])
     except (TypeError, PhotometryModelError) as exc:
