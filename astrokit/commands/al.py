@@ -13,6 +13,8 @@ import json
 import logging
 import sys
 
+from astrokit.commands.options import add_precision_argument
+
 log = logging.getLogger(__name__)
 
 
@@ -51,11 +53,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     sim.add_argument("--plot", default=None, help="write the learning-curve PNG here")
     sim.add_argument("--json", action="store_true", help="print the full result as JSON")
     sim.add_argument("--workers", type=int, default=2, help="local cluster size when none is set")
-    sim.add_argument(
-        "--precision",
-        choices=("auto", "fp32", "bf16", "fp16"),
-        default=None,
-        help="what pool scoring computes in: fp32 (default, $ASTROKIT_PRECISION), bf16, auto "
+    add_precision_argument(
+        sim,
+        "what pool scoring computes in: fp32 (default, $ASTROKIT_PRECISION), bf16, auto "
         "(bf16 where the workers have it natively and it passes the parity guard), fp16 (CUDA)",
     )
     sim.add_argument(

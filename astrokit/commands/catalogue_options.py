@@ -13,6 +13,8 @@ import argparse
 import json
 import sys
 
+from astrokit.commands.options import report_inference
+
 __all__ = ["add_catalogue_arguments", "run_infer", "run_train", "wants_catalogue"]
 
 
@@ -114,15 +116,9 @@ def run_infer(args: argparse.Namespace) -> int:
     """``astrokit infer CATALOGUE ...``: print the summary as JSON (exit 0 / 1 / 2)."""
     from astrokit.catalogue import DEFAULT_PARTITION_ROWS
     from astrokit.catalogue_inference import infer_catalogue
-    from astrokit.inference import IncompleteResultError
 
-    client = None
-    if args.scheduler:
-        from distributed import Client
-
-        client = Client(args.scheduler)
-    try:
-        result = infer_catalogue(
+    def run_on(client):
+        return infer_catalogue(
             args.data_url,
             model=args.model,
             out=args.out,
@@ -136,16 +132,5 @@ def run_infer(args: argparse.Namespace) -> int:
             resume=not args.no_resume,
             progress=not args.no_progress,
         )
-        status = 0
-    except IncompleteResultError as exc:
-        print(f"astrokit infer: {exc}", file=sys.stderr)
-        result, status = exc.result, 1
-    except _errors() as exc:
-        print(f"astrokit infer: error: {exc}", file=sys.stderr)
-        return 2
-    finally:
-        if client is not None:
-            client.close()
-    json.dump(result.summary, sys.stdout, indent=1, default=float)
-    sys.stdout.write("\n")
-    return status
+
+    return report_inference("astrokit infer", args.scheduler, run_on, _errors())

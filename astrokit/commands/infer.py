@@ -8,8 +8,8 @@ Shows a progress bar on stderr and prints the run's summary (JSON) on stdout. Ex
 from __future__ import annotations
 
 import argparse
-import json
-import sys
+
+from astrokit.commands.options import add_precision_argument, report_inference
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -31,11 +31,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--max-nan-fraction", type=float, default=None, help="input policy (default 0.05)"
     )
-    parser.add_argument(
-        "--precision",
-        choices=("auto", "fp32", "bf16", "fp16"),
-        default=None,
-        help="auto (default, $ASTROKIT_PRECISION): bf16 where the workers' CPU/GPU has it "
+    add_precision_argument(
+        parser,
+        "auto (default, $ASTROKIT_PRECISION): bf16 where the workers' CPU/GPU has it "
         "natively and it passes the parity guard, else fp32; fp16 on CUDA only",
     )
     parser.add_argument(
@@ -63,19 +61,14 @@ def run(args: argparse.Namespace) -> int:
 
     if catalogue_options.wants_catalogue(args):  # a catalogue: the photometry-only model
         return catalogue_options.run_infer(args)
-    from astrokit.inference import IncompleteResultError, InferenceError, infer
+    from astrokit.inference import InferenceError, infer
     from astrokit.models.astromae import ConfigError
     from astrokit.models.checkpoint import CheckpointError
     from astrokit.shards import ShardError
     from astrokit.store import StoreError
 
-    client = None
-    if args.scheduler:
-        from distributed import Client
-
-        client = Client(args.scheduler)
-    try:
-        result = infer(
+    def run_on(client):
+        return infer(
             args.data_url,
             model=args.model,
             out=args.out,
@@ -90,18 +83,8 @@ def run(args: argparse.Namespace) -> int:
             resume=not args.no_resume,
             progress=not args.no_progress,
         )
-        status = 0
-    except IncompleteResultError as exc:
-        print(f"astrokit infer: {exc}", file=sys.stderr)
-        result, status = exc.result, 1
+
     # ConfigError: a checkpoint's configuration this code cannot build (e.g. a bad value); a
     # user error like the others, so one line on stderr rather than a traceback
-    except (InferenceError, CheckpointError, ConfigError, ShardError, StoreError) as exc:
-        print(f"astrokit infer: error: {exc}", file=sys.stderr)
-        return 2
-    finally:
-        if client is not None:
-            client.close()
-    json.dump(result.summary, sys.stdout, indent=1, default=float)
-    sys.stdout.write("\n")
-    return status
+    errors = (InferenceError, CheckpointError, ConfigError, ShardError, StoreError)
+    return report_inference("astrokit infer", args.scheduler, run_on, errors)

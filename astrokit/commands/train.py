@@ -10,6 +10,8 @@ import argparse
 import json
 import sys
 
+from astrokit.commands.options import add_precision_argument
+
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("data_url", metavar="SHARDS_URL", help="shard set to train on")
@@ -29,11 +31,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--threads", type=int, default=None, help="torch CPU threads (default: one per core)"
     )
-    parser.add_argument(
-        "--precision",
-        choices=("auto", "fp32", "bf16", "fp16"),
-        default=None,
-        help="what the training steps compute in: fp32 (default, $ASTROKIT_PRECISION), "
+    add_precision_argument(
+        parser,
+        "what the training steps compute in: fp32 (default, $ASTROKIT_PRECISION), "
         "bf16, auto (bf16 where the device has it natively) or fp16 (CUDA)",
     )
     parser.add_argument(
