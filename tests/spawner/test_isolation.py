@@ -21,9 +21,9 @@ from pathlib import Path
 
 import psutil
 import pytest
-import requests
 from astrokit_spawner.cgroups import detect, worker_slot
 from helpers.hub import HubError, HubProcess
+from helpers.kernels import kernel_client, run_in_kernel
 from helpers.polling import wait_until
 
 pytestmark = pytest.mark.skipif(
@@ -253,54 +253,16 @@ def test_nobody_logs_in_as_someone_else(hub):
     assert b"$2b$" in database
 
 
-def _kernel_client(hub: HubProcess, user: str, server_name: str = ""):
-    """Start a kernel in ``user``'s server through the hub; return (client, kernel pid)."""
-    from jupyter_client import BlockingKernelClient
-
-    token = hub.token_for(user)
-    prefix = f"/user/{user}/{server_name}/" if server_name else f"/user/{user}/"
-    r = requests.post(
-        f"{hub.url}{prefix}api/kernels",
-        headers={"Authorization": f"token {token}"},
-        json={"name": "python3"},
-        timeout=60,
-    )
-    assert r.status_code == 201, r.text
-    kernel_id = r.json()["id"]
-    home = Path(pwd.getpwnam(hub.account(user)).pw_dir)
-    connection = wait_until(
-        lambda: next(home.rglob(f"kernel-{kernel_id}.json"), None), 60, "the connection file"
-    )
-    client = BlockingKernelClient(connection_file=str(connection))
-    client.load_connection_file()
-    client.start_channels(hb=False)  # a heartbeat probe can call a slow kernel dead
-    client.wait_for_ready(timeout=60)
-    pid_reply = _run_in_kernel(client, "import os; print(os.getpid())")
-    return client, int(pid_reply)
-
-
-def _run_in_kernel(client, code: str, timeout: float = 60) -> str:
-    out: list[str] = []
-
-    def collect(msg):
-        if msg["msg_type"] == "stream":
-            out.append(msg["content"]["text"])
-
-    reply = client.execute_interactive(code, timeout=timeout, output_hook=collect)
-    assert reply["content"]["status"] == "ok", reply["content"]
-    return "".join(out).strip()
-
-
 def test_a_kernel_over_its_memory_limit_is_killed_alone(hub, servers):
-    alice, alice_kernel = _kernel_client(hub, "alice")
-    bob, bob_kernel = _kernel_client(hub, "bob")
+    alice, alice_kernel = kernel_client(hub, "alice")
+    bob, bob_kernel = kernel_client(hub, "bob")
     try:
         # Touch every page of 1.5x the notebook's limit: the cgroup's OOM killer ends it.
         alice.execute(f"hog = b'x' * {int(NOTEBOOK_MEMORY * 1.5)}")
         wait_until(lambda: not psutil.pid_exists(alice_kernel), 60, "alice's kernel to be killed")
         # alice's server itself and bob's kernel are untouched.
         assert psutil.pid_exists(servers["alice"]["notebook"]["pid"])
-        assert _run_in_kernel(bob, "print(6 * 7)") == "42"
+        assert run_in_kernel(bob, "print(6 * 7)") == "42"
         assert psutil.Process(bob_kernel).is_running()
     finally:
         alice.stop_channels()
@@ -310,12 +272,12 @@ def test_a_kernel_over_its_memory_limit_is_killed_alone(hub, servers):
 def test_stop_ends_every_process_even_escaped_ones(hub, servers):
     hub.spawn("bob", {"profile": "small"}, server_name="escape", timeout=240)
     state = hub.spawner_state("bob", "escape")
-    client, _ = _kernel_client(hub, "bob", "escape")
+    client, _ = kernel_client(hub, "bob", "escape")
     try:
         # A process that starts its own session (setsid) and drops AstroKit's id variable
         # (`env` execs sleep, so the pid is sleep's).
         escaped = int(
-            _run_in_kernel(
+            run_in_kernel(
                 client,
                 "import subprocess\n"
                 "p = subprocess.Popen(['env', '-u', 'ASTROKIT_SERVER_ID', 'sleep', '600'],"
