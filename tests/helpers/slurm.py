@@ -27,10 +27,11 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import psutil
+
+from helpers.polling import poll
 
 __all__ = [
     "LocalSlurm",
@@ -39,7 +40,6 @@ __all__ = [
     "notebook_process",
     "slurm_missing",
     "start_as_notebook",
-    "wait_for",
 ]
 
 DAEMONS = ("munged", "slurmctld", "slurmd")
@@ -62,18 +62,6 @@ def slurm_missing() -> str | None:
     if os.geteuid() != 0:
         return "the Slurm tests start slurmd, which must run as root; run them as root"
     return None
-
-
-def wait_for(check, timeout: float, what: str, interval: float = 0.2):
-    """Poll ``check`` until it returns something truthy; fail naming ``what`` at the deadline."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(interval)
 
 
 def notebook_process(hub, user: str, server_name: str = "") -> psutil.Process:
@@ -270,19 +258,16 @@ NodeName=localhost NodeAddr=127.0.0.1 CPUs={self.cpus} RealMemory={self.memory_m
         return self
 
     def _wait(self, check, timeout: float, what: str) -> None:
-        deadline = time.monotonic() + timeout
-        while True:
+        for _ in poll(timeout, 0.2):
             for name, proc in self.procs.items():
                 if proc.poll() is not None:
                     self.stop()
                     raise SlurmUnavailable(f"{name} exited ({proc.returncode}):\n{self.logs()}")
             if check():
                 return
-            if time.monotonic() > deadline:
-                logs = self.logs()
-                self.stop()
-                raise SlurmUnavailable(f"timed out after {timeout} s waiting for {what}:\n{logs}")
-            time.sleep(0.2)
+        logs = self.logs()
+        self.stop()
+        raise SlurmUnavailable(f"timed out after {timeout} s waiting for {what}:\n{logs}")
 
     def node_state(self) -> str:
         """``sinfo``'s state of the node (``idle``, ``mix``, ``alloc``...; "" if unknown)."""
@@ -325,9 +310,9 @@ NodeName=localhost NodeAddr=127.0.0.1 CPUs={self.cpus} RealMemory={self.memory_m
                 ids = [j["id"] for j in self.jobs()]
                 if ids:
                     self.run("scancel", *ids, check=False)
-                deadline = time.monotonic() + 20
-                while self.jobs() and time.monotonic() < deadline:
-                    time.sleep(0.2)
+                for _ in poll(20, 0.2):
+                    if not self.jobs():
+                        break
         # slurmd first (its job steps), then the controller, then munge.
         for name in ("slurmd", "slurmctld", "munged"):
             proc = self.procs.pop(name, None)

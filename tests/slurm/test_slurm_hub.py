@@ -20,7 +20,8 @@ import numpy as np
 import psutil
 import pytest
 from helpers.hub import HubProcess, SpawnFailed
-from helpers.slurm import finish, notebook_process, start_as_notebook, wait_for
+from helpers.polling import wait_until
+from helpers.slurm import finish, notebook_process, start_as_notebook
 
 from astrokit.models.astromae import AstroMAE
 from astrokit.models.checkpoint import save_checkpoint
@@ -172,7 +173,7 @@ def test_infer_is_exact_when_slurm_cancels_a_worker_mid_run(hub, slurm, survey):
     )
     try:
         _, before = server_jobs(slurm, hub, "alice")
-        wait_for(
+        wait_until(
             lambda: (
                 proc.poll() is None
                 and out_dir.exists()
@@ -207,7 +208,7 @@ def test_infer_is_exact_when_slurm_cancels_a_worker_mid_run(hub, slurm, survey):
         running = all(j["state"] == "RUNNING" for j in jobs)
         return ids_now if len(jobs) == 2 and victim not in ids_now and running else None
 
-    wait_for(replaced, 120, "a replacement for the cancelled job")
+    wait_until(replaced, 120, "a replacement for the cancelled job")
 
 
 def test_stop_leaves_no_job_of_the_server(hub, slurm):
@@ -227,8 +228,10 @@ def test_restarted_hub_cancels_the_jobs_of_a_dead_manager(hub, slurm):
     psutil.Process(manager).wait(10) if psutil.pid_exists(manager) else None
     assert len([j for j in slurm.jobs(name) if j["state"] == "RUNNING"]) == 2  # orphaned
     hub.start()  # the spawner state (job ids) comes back from the database
-    wait_for(lambda: hub.server("erin") is None, 90, "the restarted hub to notice the dead manager")
-    wait_for(lambda: slurm.jobs(name) == [], 30, "the orphaned jobs to be cancelled")
+    wait_until(
+        lambda: hub.server("erin") is None, 90, "the restarted hub to notice the dead manager"
+    )
+    wait_until(lambda: slurm.jobs(name) == [], 30, "the orphaned jobs to be cancelled")
 
 
 def test_profile_beyond_the_partition_fails_with_slurms_reason(hub, slurm):

@@ -11,20 +11,14 @@ from __future__ import annotations
 import os
 import signal
 import socket
-import subprocess
-import sys
-import uuid
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from astrokit_spawner.cluster_manager import ClusterSpec, read_status
-from astrokit_spawner.processes import tagged_processes
 from astrokit_spawner.slurm import job_name
-from astrokit_spawner.tls import make_credentials
 from distributed import Client
 from helpers.dask_env import set_notebook_env
-from helpers.slurm import wait_for
+from helpers.manager import ManagerProcess
+from helpers.polling import wait_until
 
 
 def _free_port() -> int:
@@ -33,14 +27,13 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-class SlurmManager:
+class SlurmManager(ManagerProcess):
     """A cluster manager process with ``backend="slurm"``."""
 
+    stop_wait = 60
+
     def __init__(self, base: Path, slurm, **overrides) -> None:
-        self.server_id = f"test-{uuid.uuid4().hex[:8]}"
         self.slurm = slurm
-        base.mkdir(parents=True, exist_ok=True)
-        self.creds = make_credentials(base / "tls", self.server_id)
         settings = {
             "partition": slurm.partition,
             "scheduler_host": "127.0.0.1",
@@ -48,58 +41,20 @@ class SlurmManager:
             "environment": slurm.env,
         }
         settings.update(overrides.pop("slurm", {}))
-        self.spec = ClusterSpec(
-            server_id=self.server_id,
-            n_workers=2,
-            threads_per_worker=1,
-            memory_limit=512 * 1024**2,
-            credentials_dir=str(self.creds.directory),
-            status_file=str(base / "status.json"),
-            local_directory=str(base / "scratch"),
-            idle_timeout=0,
-            start_timeout=90,
-            scheduler_port=_free_port(),
-            dashboard_port=_free_port(),
-            backend="slurm",
-            walltime="00:20:00",
-            slurm=settings,
-        )
-        self.spec = replace(self.spec, **overrides)
-        spec_path = base / "spec.json"
-        spec_path.write_text(self.spec.to_json())
-        env = dict(os.environ, ASTROKIT_SERVER_ID=self.server_id)
-        env.pop("MALLOC_TRIM_THRESHOLD_", None)
-        self.log = base / "cluster.log"
-        with open(self.log, "wb") as log:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "astrokit_spawner.cluster_manager", str(spec_path)],
-                env=env,
-                stdout=log,
-                stderr=log,
-                start_new_session=True,
-                cwd=base,
-            )
+        spec = {
+            "memory_limit": 512 * 1024**2,
+            "start_timeout": 90,
+            "scheduler_port": _free_port(),
+            "dashboard_port": _free_port(),
+            "backend": "slurm",
+            "walltime": "00:20:00",
+            "slurm": settings,
+        }
+        super().__init__(base, cwd=base, **{**spec, **overrides})
 
     @property
     def job_name(self) -> str:
         return job_name(self.server_id)
-
-    def status(self) -> dict:
-        return read_status(self.spec.status_file) or {}
-
-    def wait_state(self, *states: str, timeout: float = 120) -> dict:
-        def check():
-            status = self.status()
-            if status.get("state") in states:
-                return status
-            if self.proc.poll() is not None:
-                raise AssertionError(
-                    f"manager exited ({self.proc.returncode}), status {status}:\n"
-                    f"{self.log.read_text()[-4000:]}"
-                )
-            return None
-
-        return wait_for(check, timeout, f"state {states}")
 
     def live_jobs(self) -> list[dict]:
         return [j for j in self.slurm.jobs(self.job_name) if j["state"] != "COMPLETING"]
@@ -108,18 +63,9 @@ class SlurmManager:
         security = self.creds.security("client")
         return Client(f"tls://127.0.0.1:{self.spec.scheduler_port}", security=security, timeout=30)
 
-    def close(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(60)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(10)
+    def release(self) -> None:
         for job in self.slurm.jobs(self.job_name):
             self.slurm.run("scancel", job["id"], check=False)
-        for proc in tagged_processes(self.server_id):
-            proc.kill()
 
 
 @pytest.fixture(scope="module")
@@ -172,12 +118,12 @@ def test_a_job_slurm_ends_is_replaced(manager, slurm):
             return jobs
         return None
 
-    jobs = wait_for(replaced, 90, "a replacement job")
+    jobs = wait_until(replaced, 90, "a replacement job")
     assert len(jobs) == 2
     with manager.client() as client:
         client.wait_for_workers(2, timeout=60)
         assert client.submit(lambda x: x + 1, 1).result() == 2
-    wait_for(
+    wait_until(
         lambda: sorted(manager.status().get("slurm_jobs", []), key=int) == sorted(jobs, key=int),
         30,
         "the status file to list the new job",
@@ -196,7 +142,7 @@ def test_a_job_ended_by_its_walltime_is_replaced(slurm, tmp_path):
             ids = {j["id"] for j in jobs}
             return ids if first not in ids and jobs and jobs[0]["state"] == "RUNNING" else None
 
-        wait_for(replaced, 180, "Slurm to end the job at its walltime and a replacement")
+        wait_until(replaced, 180, "Slurm to end the job at its walltime and a replacement")
         info = slurm.run("scontrol", "show", "job", first, check=False).stdout
         assert "JobState=TIMEOUT" in info or not info.strip(), info
         with m.client() as client:
@@ -206,26 +152,15 @@ def test_a_job_ended_by_its_walltime_is_replaced(slurm, tmp_path):
         m.close()
 
 
-def client_env(m: SlurmManager) -> dict[str, str]:
-    """What connect() reads in that server's notebook."""
-    return {
-        "ASTROKIT_SCHEDULER_ADDRESS": f"tls://127.0.0.1:{m.spec.scheduler_port}",
-        "DASK_DISTRIBUTED__COMM__TLS__CA_FILE": str(m.creds.ca_file),
-        "DASK_DISTRIBUTED__COMM__TLS__CLIENT__CERT": str(m.creds.client_cert),
-        "DASK_DISTRIBUTED__COMM__TLS__CLIENT__KEY": str(m.creds.client_key),
-        "ASTROKIT_N_WORKERS": str(m.spec.n_workers),
-    }
-
-
 def test_scaling_submits_and_cancels_jobs_within_the_profile(manager, monkeypatch):
     from astrokit.connect import connect, scale_cluster, scale_on_scheduler
 
-    set_notebook_env(monkeypatch, client_env(manager))
+    set_notebook_env(monkeypatch, manager.client_env())
     with connect(timeout=60) as client:
         assert scale_cluster(client, 1, timeout=90) == 1
-        wait_for(lambda: len(manager.live_jobs()) == 1, 60, "one job cancelled")
+        wait_until(lambda: len(manager.live_jobs()) == 1, 60, "one job cancelled")
         assert scale_cluster(client, 2, timeout=120) == 2
-        wait_for(lambda: len(manager.live_jobs()) == 2, 60, "a job submitted")
+        wait_until(lambda: len(manager.live_jobs()) == 2, 60, "a job submitted")
         with pytest.raises(ValueError, match=r"outside 0\.\.2"):
             scale_cluster(client, 3)
         with pytest.raises(ValueError, match=r"outside 0\.\.2"):  # the manager's own cap
@@ -237,7 +172,7 @@ def test_idle_release_cancels_the_jobs_and_new_work_submits_them_again(slurm, tm
     m = SlurmManager(tmp_path, slurm, idle_timeout=3)
     try:
         m.wait_state("ready")
-        wait_for(lambda: m.live_jobs() == [], 90, "idle workers' jobs to be cancelled")
+        wait_until(lambda: m.live_jobs() == [], 90, "idle workers' jobs to be cancelled")
         assert m.status()["workers"] == 0
         # Work arriving at an empty cluster: adaptive submits a job for it. (connect() asks
         # for the profile's size instead; with this test's 3 s idle timeout adaptive would

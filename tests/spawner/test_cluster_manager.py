@@ -5,102 +5,24 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import signal
 import socket
 import subprocess
-import sys
-import uuid
-from dataclasses import replace
-from pathlib import Path
 
 import psutil
 import pytest
-from astrokit_spawner.cluster_manager import ClusterSpec, adaptive_timing, read_status
+from astrokit_spawner.cluster_manager import adaptive_timing
 from astrokit_spawner.processes import ProcessRef, tagged_processes, terminate_server
 from astrokit_spawner.tls import make_credentials
 from distributed import Client
 from helpers.dask_env import set_notebook_env
+from helpers.manager import ManagerProcess
 from helpers.polling import wait_until
 
 from astrokit.connect import ConnectError, connect
 
 
-class Manager:
-    """A cluster manager process started the way the spawner starts it."""
-
-    def __init__(self, base: Path, env: dict[str, str] | None = None, **overrides) -> None:
-        self.server_id = f"test-{uuid.uuid4().hex[:8]}"
-        base.mkdir(parents=True, exist_ok=True)
-        self.creds = make_credentials(base / "tls", self.server_id)
-        self.spec = ClusterSpec(
-            server_id=self.server_id,
-            n_workers=2,
-            threads_per_worker=1,
-            memory_limit=768 * 1024**2,
-            credentials_dir=str(self.creds.directory),
-            status_file=str(base / "status.json"),
-            local_directory=str(base / "scratch"),
-            idle_timeout=0,
-            start_timeout=60,
-        )
-        self.spec = replace(self.spec, **overrides)
-        spec_path = base / "spec.json"
-        spec_path.write_text(self.spec.to_json())
-        env = dict(os.environ, **(env or {}), ASTROKIT_SERVER_ID=self.server_id)
-        # Dask's nanny writes its pre-spawn variables into the os.environ of the process that
-        # starts workers, so an earlier LocalCluster in this test session may have left
-        # MALLOC_TRIM_THRESHOLD_ here; the hub's environment has none.
-        env.pop("MALLOC_TRIM_THRESHOLD_", None)
-        self.log = base / "cluster.log"
-        with open(self.log, "wb") as log:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "astrokit_spawner.cluster_manager", str(spec_path)],
-                env=env,
-                stdout=log,
-                stderr=log,
-                start_new_session=True,
-            )
-
-    def status(self) -> dict:
-        return read_status(self.spec.status_file) or {}
-
-    def wait_state(self, *states: str, timeout: float = 120) -> dict:
-        def check():
-            status = self.status()
-            if status.get("state") in states:
-                return status
-            if self.proc.poll() is not None and status.get("state") not in states:
-                raise AssertionError(
-                    f"manager exited ({self.proc.returncode}), status {status}:\n"
-                    f"{self.log.read_text()[-3000:]}"
-                )
-            return None
-
-        return wait_until(check, timeout, f"state {states}")
-
-    @property
-    def address(self) -> str:
-        return self.status()["address"]
-
-    def client_env(self) -> dict[str, str]:
-        return {
-            "ASTROKIT_SCHEDULER_ADDRESS": self.address,
-            "DASK_DISTRIBUTED__COMM__TLS__CA_FILE": str(self.creds.ca_file),
-            "DASK_DISTRIBUTED__COMM__TLS__CLIENT__CERT": str(self.creds.client_cert),
-            "DASK_DISTRIBUTED__COMM__TLS__CLIENT__KEY": str(self.creds.client_key),
-            "ASTROKIT_N_WORKERS": str(self.spec.n_workers),
-        }
-
-    def close(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(10)
-        for proc in tagged_processes(self.server_id):
-            proc.kill()
+class Manager(ManagerProcess):
+    """A cluster manager process with the local backend (helpers.manager)."""
 
 
 @pytest.fixture(scope="module")

@@ -13,18 +13,13 @@ import pytest
 from astrokit_spawner.environment import ClientTLSPaths, notebook_cluster_environment
 from astrokit_spawner.profiles import Profile
 from helpers.dask_env import set_notebook_env
+from helpers.polling import wait_until_async
 from test_cluster_manager import Manager
 
 from astrokit.connect import ConnectError
 from astrokit.lab_cluster import ServerCluster
 
 DASHBOARD = "/user/ada/proxy/20001/status"
-
-
-async def _until(predicate, timeout: float = 60.0) -> None:
-    async with asyncio.timeout(timeout):
-        while not predicate():
-            await asyncio.sleep(0.1)
 
 
 def test_the_spawner_points_the_panel_at_this_cluster():
@@ -64,11 +59,11 @@ async def test_panel_lists_scales_and_releases_the_servers_cluster(tmp_path, mon
         assert model["name"] == "Your small cluster"
         assert model["scheduler_address"] == m.address
         assert model["dashboard_link"] == DASHBOARD  # through the hub: the panel uses it as is
-        await _until(lambda: len(cluster.scheduler_info["workers"]) == 2)
+        await wait_until_async(lambda: len(cluster.scheduler_info["workers"]) == 2, 60, "2 workers")
         assert make_cluster_model("c1", "x", cluster, None)["workers"] == 2
 
         await cluster.scale(1)  # the panel's "Scale" dialog
-        await _until(lambda: len(cluster.scheduler_info["workers"]) == 1)
+        await wait_until_async(lambda: len(cluster.scheduler_info["workers"]) == 1, 60, "1 worker")
         with pytest.raises(ValueError, match=r"3 workers is outside 0\.\.2"):
             await cluster.scale(3)
         with pytest.raises(ConnectError, match="adapts by itself"):
@@ -77,7 +72,9 @@ async def test_panel_lists_scales_and_releases_the_servers_cluster(tmp_path, mon
         await cluster.close()  # "Shutdown": the workers go, the scheduler stays
         again = await ServerCluster(asynchronous=True)  # "New": the workers come back
         try:
-            await _until(lambda: len(again.scheduler_info["workers"]) == 2)
+            await wait_until_async(
+                lambda: len(again.scheduler_info["workers"]) == 2, 60, "2 workers again"
+            )
         finally:
             await again.close()
         assert m.proc.poll() is None  # the cluster manager was never stopped
