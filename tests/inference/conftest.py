@@ -59,23 +59,34 @@ def galaxy_arrays() -> dict[str, np.ndarray]:
     return galaxies(300, seed=7)
 
 
-@pytest.fixture(scope="session")
-def tiny_model_url(tmp_path_factory, galaxy_arrays) -> str:
-    """A ``tiny`` checkpoint with normalisation fitted on the galaxies (untrained weights:
-    inference tests check plumbing and exactness, not accuracy)."""
+def write_untrained_model(url: str, config: str, arrays: dict[str, np.ndarray], seed: int) -> str:
+    """Save an untrained AstroMAE ``config`` checkpoint at ``url`` with its normalisation
+    fitted on ``arrays``; returns ``url``."""
     import torch
 
     from astrokit.models.astromae import AstroMAE
     from astrokit.models.checkpoint import save_checkpoint
 
-    torch.manual_seed(0)
-    model = AstroMAE("tiny")
+    torch.manual_seed(seed)
+    model = AstroMAE(config)
     model.set_normalization(
-        torch.from_numpy(galaxy_arrays["images"]),
-        torch.from_numpy(galaxy_arrays["mags"]),
-        torch.from_numpy(galaxy_arrays["z"]),
+        torch.from_numpy(arrays["images"]),
+        torch.from_numpy(arrays["mags"]),
+        torch.from_numpy(arrays["z"]),
     )
-    model.eval()
-    url = (tmp_path_factory.mktemp("model") / "tiny.pt").as_uri()
-    save_checkpoint(model, url)
+    save_checkpoint(model.eval(), url)
     return url
+
+
+@pytest.fixture(scope="session")
+def model_writer():
+    """Factory fixture: ``model_writer(url, config, arrays, seed)`` -> url (untrained)."""
+    return write_untrained_model
+
+
+@pytest.fixture(scope="session")
+def tiny_model_url(tmp_path_factory, galaxy_arrays) -> str:
+    """A ``tiny`` checkpoint with normalisation fitted on the galaxies (untrained weights:
+    inference tests check plumbing and exactness, not accuracy)."""
+    url = (tmp_path_factory.mktemp("model") / "tiny.pt").as_uri()
+    return write_untrained_model(url, "tiny", galaxy_arrays, seed=0)

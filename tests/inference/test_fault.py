@@ -4,26 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 from helpers.cluster import kill_a_worker_mid_run, local_client
 
 
 @pytest.fixture
-def small_model_url(tmp_path, galaxy_arrays):
+def small_model_url(tmp_path, galaxy_arrays, model_writer):
     # the "small" configuration makes each task take long enough to be caught running
-    from astrokit.models.astromae import AstroMAE
-    from astrokit.models.checkpoint import save_checkpoint
-
-    torch.manual_seed(1)
-    model = AstroMAE("small")
-    model.set_normalization(
-        torch.from_numpy(galaxy_arrays["images"]),
-        torch.from_numpy(galaxy_arrays["mags"]),
-        torch.from_numpy(galaxy_arrays["z"]),
-    )
-    url = str(tmp_path / "small.pt")
-    save_checkpoint(model.eval(), url)
-    return url
+    return model_writer(str(tmp_path / "small.pt"), "small", galaxy_arrays, seed=1)
 
 
 def test_killing_a_worker_mid_run_loses_nothing(

@@ -162,7 +162,7 @@ def test_dashboard_link(clean_env):
 @pytest.fixture(scope="module")
 def plain_cluster():
     with distributed.LocalCluster(
-        n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None
+        n_workers=1, threads_per_worker=1, processes=False, dashboard_address="127.0.0.1:0"
     ) as cluster:
         yield cluster
 
