@@ -463,7 +463,7 @@ def plan_catalogue(
         ``{"data_url", "kind": "catalogue", "format", "total_rows", "partition_rows",
         "spec", "partitions": [...]}``; each partition has ``index``, ``kind``
         (``"catalogue"``), ``source_url``, ``source`` (file name), ``start``, ``stop``,
-        ``rows``.
+        ``rows`` (:meth:`astrokit.partitions.CatalogueRange.to_dict`).
 
     Raises
     ------
@@ -492,16 +492,10 @@ def plan_catalogue(
     else:
         bounds = [*range(0, total, int(partition_rows)), total]
     source = posixpath.basename(full.rstrip("/"))
+    from astrokit.partitions import CatalogueRange
+
     partitions = [
-        {
-            "index": i,
-            "kind": "catalogue",
-            "source_url": full,
-            "source": source,
-            "start": int(a),
-            "stop": int(b),
-            "rows": int(b - a),
-        }
+        CatalogueRange(i, full, source, int(a), int(b)).to_dict()
         for i, (a, b) in enumerate(itertools.pairwise(bounds))
         if b > a
     ]

@@ -355,7 +355,7 @@ def ingest(
         slots = max(1, sum(int(w.get("nthreads", 1)) for w in workers.values()))
         futures: dict[Any, FileGroup] = {}
 
-        def submit(group: FileGroup, pieces: int = 1) -> None:
+        def submit(group: FileGroup, pieces: int = 1) -> Any:
             key = f"ingest-shard-{group.index:05d}-{run}"
             args = (group, tuple(shape), max_nan_fraction)
             if pieces <= 1:
@@ -378,11 +378,14 @@ def ingest(
                 ]
                 fut = cl.submit(write_group, spec, dst_url, *args, *reads, key=key, pure=False)
             futures[fut] = group
+            return fut
 
         # Shard tasks start while the listing goes on (it is serial work on the client). The
         # last slots-1 groups are held back until the listing ends: the final wave is then
         # known, and each of its groups is read by `slots` tasks (one writer joins them), so
-        # that no worker idles while another reads a whole last shard.
+        # that no worker idles while another reads a whole last shard. Those pieces are
+        # submitted once every whole shard has started (no more than `slots` pending): sent
+        # earlier, the scheduler would hand them out first (small task groups skip its queue).
         held: list[FileGroup] = []
         previous = ""
         for group in group_files(_named(first, listing, counted), rows):
@@ -394,17 +397,30 @@ def ingest(
             if len(held) >= slots:
                 submit(held.pop(0))
         tail = len(groups) % slots if slots > 1 else 0
+        last_wave: list[FileGroup] = []
         for k, group in enumerate(held):
-            split = k >= len(held) - tail
-            if split and (done := _reuse(store, dst_url, group, shape, max_nan_fraction)):
+            if k < len(held) - tail:
+                submit(group)
+            elif done := _reuse(store, dst_url, group, shape, max_nan_fraction):
                 results[group.index] = done
-                continue
-            submit(group, slots if split else 1)
+            else:
+                last_wave.append(group)
         log.info(
             "ingest %s -> %s: %d files in %d shards of <= %d rows (last %d read in %d pieces)",
             src_url, dst_url, counted["files"], len(groups), rows, tail, slots,
         )  # fmt: skip
-        for fut in as_completed(futures):
+        finished = as_completed(list(futures))
+        pending = len(futures)
+
+        def start_last_wave() -> None:
+            if last_wave and pending <= slots:
+                finished.update([submit(g, slots) for g in last_wave])
+                last_wave.clear()
+
+        start_last_wave()
+        for fut in finished:
+            pending -= 1
+            start_last_wave()
             group = futures[fut]
             i = group.index
             try:
