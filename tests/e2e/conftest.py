@@ -12,12 +12,9 @@ way ``make run`` seeds it (``astrokit platform prepare``), with a smaller survey
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-#: The teaching notebooks `make run` publishes (`platform prepare --tutorials notebooks`).
-TUTORIALS = Path(__file__).resolve().parents[2] / "notebooks"
 #: The survey the journey's hub serves: small, so that seeding takes seconds.
 GALAXIES = 200
 SPECTRA = 20
@@ -27,12 +24,13 @@ SPECTRA = 20
 def seeded_hub(tmp_path_factory) -> Iterator[object]:
     """A running hub whose store was prepared like ``make run``'s; closed afterwards."""
     from helpers.hub import HubProcess
+    from helpers.notebooks import NOTEBOOKS  # the tutorials `make run` publishes
 
     from astrokit.commands.platform import prepare
 
     # test_journey.USER and test_landing.USER
     hub = HubProcess(tmp_path_factory.mktemp("e2e-hub"), users=["ada-e2e", "grace-e2e"])
-    prepare(hub.run_dir, galaxies=GALAXIES, spectra=SPECTRA, train_model=False, tutorials=TUTORIALS)
+    prepare(hub.run_dir, galaxies=GALAXIES, spectra=SPECTRA, train_model=False, tutorials=NOTEBOOKS)
     hub.start()
     try:
         yield hub

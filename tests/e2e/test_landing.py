@@ -11,8 +11,8 @@ from __future__ import annotations
 import re
 
 import pytest
-from conftest import TUTORIALS
 from helpers.browser import page_sleep
+from helpers.notebooks import NOTEBOOKS
 from helpers.polling import wait_until
 from test_journey import Shots
 
@@ -33,7 +33,7 @@ def test_first_login_lands_on_tutorials_store_and_the_dask_panel(
     try:
         # On disk: what the spawner prepared, as the user's own account.
         tutorials = sorted(p.name for p in (home / "astrokit-tutorials").glob("*.ipynb"))
-        assert tutorials == sorted(p.name for p in TUTORIALS.glob("*.ipynb")), tutorials
+        assert tutorials == sorted(p.name for p in NOTEBOOKS.glob("*.ipynb")), tutorials
         assert (home / "store-shared" / "survey").is_dir()
         assert (home / "store-mine").resolve() == hub.run_dir / "store" / "users" / USER
         welcome = (home / "WELCOME.md").read_text()

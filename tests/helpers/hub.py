@@ -371,12 +371,12 @@ c.AstroKitSpawner.cluster_idle_timeout = 0  # tests count workers; idle release 
         """The failure message from the progress stream of a failed spawn."""
         path = self._server_path(user, server_name) + "/progress"
         try:
-            r = self.api("GET", path, stream=True, timeout=10)
-            for line in r.iter_lines(decode_unicode=True):
-                if line and line.startswith("data:"):
-                    event = json.loads(line[5:])
-                    if event.get("failed"):
-                        return str(event.get("message", ""))
+            with self.api("GET", path, stream=True, timeout=10) as r:  # closed: no leaked socket
+                for line in r.iter_lines(decode_unicode=True):
+                    if line and line.startswith("data:"):
+                        event = json.loads(line[5:])
+                        if event.get("failed"):
+                            return str(event.get("message", ""))
         except (requests.RequestException, ValueError):
             pass
         return "server is not running (no failure message)"
