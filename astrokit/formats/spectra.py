@@ -14,8 +14,11 @@ Supported layouts (``meta["format"]``):
                     ``SPECOBJ``/``SPALL`` (Z, CLASS), which specutils does not read
 ``sdss-spplate``    SDSS/BOSS ``spPlate``: 2-D primary image (fibers x pixels), wavelength from
                     COEFF0/COEFF1; ``fiber=`` is the **1-based** fiber number (the FIBERID
-                    convention of SDSS catalogues), default 1. Flux only unless an IVAR
-                    extension exists; redshift None.
+                    convention of SDSS catalogues), default 1. With the data model's IVAR,
+                    ANDMASK and PLUGMAP extensions through specutils' ``SDSS spPlate`` loader
+                    (the fiber's PLUGMAP row in ``meta["plugmap"]``); a flux-only file (no
+                    IVAR) is read here. Redshift/class from a catalogue table in the file
+                    (``SPZBEST``/``ZBEST``/``SPALL``/``SPECOBJ``/PLUGMAP with Z), else None.
 ``sdss-1d``         single SDSS spectrum as image HDUs (flux, ivar, loglam[, flags]) with
                     COEFF0/COEFF1 (e.g. linetools' test file)
 ``desi-coadd``      DESI ``coadd-*``/``spectra-*.fits`` through specutils' own loader; by default
@@ -23,7 +26,9 @@ Supported layouts (``meta["format"]``):
                     inverse-variance averaged (DESI's ``coadd_cameras``); ``band="b"|"r"|"z"``
                     (or e.g. ``"rz"``) picks arms; ``index=`` the 0-based target row (default 0)
 ``table``           any FITS binary table with a wavelength column (WAVELENGTH/WAVE/LAMBDA/
-                    LOGLAM) and FLUX (+ IVAR/ERROR, MASK); AstroKit's synthetic spectra
+                    LOGLAM) and FLUX (+ IVAR/ERROR, MASK), through specutils' ``tabular-fits``
+                    loader with the column mapping these names give; AstroKit's synthetic
+                    spectra
 ``fits-1d``         plain 1-D primary image with CRVAL1/CDELT1 (or CD1_1): linear through
                     specutils' ``wcs1d-fits`` loader, log10 (``DC-FLAG = 1``) read here
 ``text``            ASCII/CSV/ECSV tables with wavelength and flux columns
@@ -272,28 +277,131 @@ def _coeff_wave(header, npix: int) -> np.ndarray:
     return 10 ** (float(header["COEFF0"]) + float(header["COEFF1"]) * np.arange(npix))
 
 
+#: spPlate's extensions after the flux image, at their SDSS data-model positions; specutils'
+#: ``SDSS spPlate`` loader reads IVAR, ANDMASK and PLUGMAP, by position
+_SPPLATE_HDUS = {"IVAR": 1, "ANDMASK": 2, "ORMASK": 3, "WAVEDISP": 4, "PLUGMAP": 5}
+_SPPLATE_LOADER_HDUS = ("IVAR", "ANDMASK", "PLUGMAP")
+#: extensions that may carry a catalogue redshift per fiber (Z, CLASS; FIBERID picks the row)
+_SPPLATE_CATALOGUES = ("SPZBEST", "ZBEST", "SPZALL", "SPALL", "SPECOBJ", "PLUGMAP")
+
+
+def _spplate_hdu(hdul, ext: str):
+    """spPlate extension ``ext``: by EXTNAME, else the unnamed HDU of the right kind (image;
+    table for PLUGMAP) at its data-model position; None if there is neither."""
+    names = _hdu_names(hdul)
+    if ext in names:
+        return hdul[names.index(ext)]
+    pos = _SPPLATE_HDUS[ext]
+    kind = fits.BinTableHDU if ext == "PLUGMAP" else fits.ImageHDU
+    if len(hdul) > pos and names[pos] == "" and isinstance(hdul[pos], kind):
+        return hdul[pos]
+    return None
+
+
+def _spplate_catalogue(hdul, fiber: int, nfib: int):
+    """(z, class) of ``fiber`` from a catalogue table in the file; (None, None) if none has it."""
+    names = _hdu_names(hdul)
+    for ext in _SPPLATE_CATALOGUES:
+        if ext == "PLUGMAP":
+            hdu = _spplate_hdu(hdul, ext)
+        else:
+            hdu = hdul[names.index(ext)] if ext in names else None
+        if not isinstance(hdu, fits.BinTableHDU) or hdu.data is None:
+            continue
+        cn = {c.upper(): c for c in hdu.columns.names}
+        if "Z" not in cn:
+            continue
+        if "FIBERID" in cn:
+            rows = np.flatnonzero(np.asarray(hdu.data[cn["FIBERID"]]) == fiber)
+        else:  # one row per fiber, in fiber order
+            rows = [fiber - 1] if len(hdu.data) == nfib else []
+        if len(rows):
+            row = hdu.data[rows[0]]
+            return row[cn["Z"]], (row[cn["CLASS"]] if "CLASS" in cn else None)
+    return None, None
+
+
 def _sdss_spplate(hdul, name, fiber: int | None = None, **_):
+    """specutils' ``SDSS spPlate`` loader for one fiber, plus the fiber pick, catalogue redshift,
+    bad-ivar mask and checks naming what is missing; flux-only files are read here."""
+    import warnings
+
     h0 = hdul[0].header
     data = hdul[0].data
-    nfib = data.shape[0]
+    if data is None or data.ndim != 2:
+        raise CorruptFileError(name, "spPlate primary HDU is not a 2-D (fibers x pixels) image")
+    missing = [k for k in ("COEFF0", "COEFF1") if k not in h0]
+    if missing:
+        raise CorruptFileError(name, f"spPlate header lacks {missing} (log10 wavelength solution)")
+    nfib, npix = data.shape
     fiber = 1 if fiber is None else int(fiber)
     if not 1 <= fiber <= nfib:
         raise FormatError(name, f"fiber={fiber} out of range: spPlate has fibers 1..{nfib}")
-    flux = np.asarray(data[fiber - 1], dtype=np.float64)
-    ivar = None
-    flags = None
-    names = _hdu_names(hdul)
-    ivar_hdu = len(hdul) > 1 and names[1] in ("IVAR", "") and hdul[1].data is not None
-    if ivar_hdu and getattr(hdul[1].data, "shape", None) == data.shape:
-        ivar = np.asarray(hdul[1].data[fiber - 1], dtype=np.float64)
-    if len(hdul) > 2 and getattr(hdul[2].data, "shape", None) == data.shape:
-        flags = np.asarray(hdul[2].data[fiber - 1])
-    wave = _coeff_wave(h0, flux.size)
-    plate = h0.get("PLATEID", "")
-    meta = _meta("sdss-spplate", name, h0, obj_id=f"{plate}-{h0.get('MJD', '')}-{fiber:04d}")
-    meta["fiber"] = fiber
+    row = slice(fiber - 1, fiber)
     unit = _unit_from(h0.get("BUNIT"), SDSS_FLUX_UNIT, name)
-    return _make(wave, flux, ivar, _mask_from(ivar, flux, flags), unit, meta, name)
+    plate = h0.get("PLATEID", "")
+    z, cls = _spplate_catalogue(hdul, fiber, nfib)
+    obj_id = f"{plate}-{h0.get('MJD', '')}-{fiber:04d}"
+    meta = _meta("sdss-spplate", name, h0, z=z, cls=cls, obj_id=obj_id)
+    meta["fiber"] = fiber
+    # specutils' loader puts pixel i at 10**(COEFF0 + COEFF1 * (i + 1)) (specutils 2.4: its
+    # log-WCS conversion drops CRPIX1 = 1), one pixel off the data model's
+    # 10**(COEFF0 + COEFF1 * i): the wavelengths come from COEFF0/COEFF1 here
+    wave = _coeff_wave(h0, npix)
+    hdus = {ext: _spplate_hdu(hdul, ext) for ext in _SPPLATE_HDUS}
+    if hdus["IVAR"] is None:
+        # Flux only (as pydl's test file spPlate-4055-55359-0020.fits, a primary HDU alone):
+        # specutils' loader needs IVAR, ANDMASK and PLUGMAP, so the flux row is read here.
+        flux = np.asarray(data[fiber - 1], dtype=np.float64)
+        return _make(wave, flux, None, _mask_from(None, flux), unit, meta, name)
+    lacking = [
+        f"{ext} (HDU {_SPPLATE_HDUS[ext]})" for ext in _SPPLATE_LOADER_HDUS if hdus[ext] is None
+    ]
+    if lacking:
+        raise CorruptFileError(
+            name,
+            f"spPlate has IVAR but lacks {', '.join(lacking)}; specutils' spPlate loader reads "
+            f"{', '.join(_SPPLATE_LOADER_HDUS)}",
+        )
+    for ext in ("IVAR", "ANDMASK"):
+        shape = getattr(hdus[ext].data, "shape", None)
+        if shape != data.shape:
+            raise CorruptFileError(name, f"spPlate {ext} shape {shape} != flux shape {data.shape}")
+    plugmap = hdus["PLUGMAP"]
+    if not isinstance(plugmap, fits.BinTableHDU) or plugmap.data is None:
+        raise CorruptFileError(name, "spPlate PLUGMAP is not a binary table")
+    if len(plugmap.data) != nfib:
+        raise CorruptFileError(
+            name, f"spPlate PLUGMAP has {len(plugmap.data)} rows for {nfib} fibers"
+        )
+    header = h0.copy()
+    # a unit astropy parses (SDSS writes "1E-17 erg/cm^2/s/Ang"), and the WCS keywords the
+    # loader builds its axis from, as the data model defines them from COEFF0/COEFF1
+    header["BUNIT"] = unit.to_string()
+    header.update(CRVAL1=h0["COEFF0"], CD1_1=h0["COEFF1"], CRPIX1=1, CTYPE1="LINEAR")
+    header["DC-FLAG"] = 1
+    # this fiber's rows, at the positions the loader reads them (ORMASK/WAVEDISP: not read)
+    plate_hdus = fits.HDUList(
+        [
+            fits.PrimaryHDU(data[row], header=header),
+            fits.ImageHDU(hdus["IVAR"].data[row], name="IVAR"),
+            fits.ImageHDU(hdus["ANDMASK"].data[row], name="ANDMASK"),
+            fits.ImageHDU(name="ORMASK"),
+            fits.ImageHDU(name="WAVEDISP"),
+            fits.BinTableHDU(plugmap.data[row], header=plugmap.header),
+        ]
+    )
+    from specutils.io.default_loaders.sdss import spPlate_loader
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # FITSFixedWarning on SDSS headers (RADECSYS, ...)
+        spec = spPlate_loader(plate_hdus)
+    flux = np.asarray(spec.flux.value[0], dtype=np.float64)
+    ivar = np.asarray(spec.uncertainty.array[0], dtype=np.float64)
+    plug = spec.meta["plugmap"]
+    meta["plugmap"] = {c: plug[c][0] for c in plug.colnames}  # this fiber's row
+    mask = _mask_from(ivar, flux, spec.mask[0])
+    return _make(wave, flux, ivar, mask, spec.flux.unit, meta, name)
 
 
 def _sdss_1d(hdul, name, **_):
@@ -386,42 +494,95 @@ def _combine_arms(parts, tol: float = 1e-3):
     return wave_sum / count, flux, wsum, ~measured
 
 
+_ERROR_COLUMNS = ("ERROR", "ERR", "SIGMA", "UNCERTAINTY")
+
+
+def _wave_unit(text: Any, name: str, column: str) -> u.UnitBase:
+    """The unit of a wavelength column: Angstrom where none is given; a typed error if it is
+    not a spectral unit."""
+    if not text:
+        return u.AA
+    fixed = str(text).replace("Angstrom", "Ang").replace("Ang", "Angstrom")
+    try:
+        unit = u.Unit(fixed, parse_strict="raise")
+        (1 * unit).to(u.AA, equivalencies=u.spectral())
+    except (ValueError, u.UnitConversionError) as exc:
+        raise CorruptFileError(
+            name, f"wavelength column {column!r} has unit {text!r}, not a spectral unit"
+        ) from exc
+    return unit
+
+
 def _table(hdul, name, **_):
-    h0 = hdul[0].header
+    """The first binary table with a wavelength column (:data:`_WAVE_COLUMNS`) and ``FLUX``."""
     for h in hdul[1:]:
         if not isinstance(h, fits.BinTableHDU):
             continue
         cols = {c.upper(): c for c in h.columns.names}
         wcol = next((cols[c] for c in _WAVE_COLUMNS if c in cols), None)
-        if wcol is None or "FLUX" not in cols:
-            continue
-        t = h.data
-        wave = np.asarray(t[wcol], dtype=np.float64).ravel()
-        if wcol.upper().startswith("LOGLAM"):
-            wave = 10**wave
-        else:
-            wunit = h.columns[wcol].unit
-            if wunit:
-                wave = (wave * u.Unit(wunit)).to_value(u.AA, equivalencies=u.spectral())
-        flux = np.asarray(t[cols["FLUX"]], dtype=np.float64).ravel()
-        ivar = None
-        if "IVAR" in cols:
-            ivar = np.asarray(t[cols["IVAR"]], dtype=np.float64).ravel()
-        else:
-            ecol = next(
-                (cols[c] for c in ("ERROR", "ERR", "SIGMA", "UNCERTAINTY") if c in cols), None
-            )
-            if ecol is not None:
-                err = np.asarray(t[ecol], dtype=np.float64).ravel()
-                with np.errstate(divide="ignore"):
-                    ivar = np.where(err > 0, 1.0 / err**2, 0.0)
-        flags = np.asarray(t[cols["MASK"]]).ravel() if "MASK" in cols else None
-        unit = _unit_from(
-            h.columns[cols["FLUX"]].unit or h0.get("BUNIT"), u.dimensionless_unscaled, name
-        )
-        meta = _meta("table", name, h0, z=h0.get("Z"), cls=h0.get("CLASS"), obj_id=h0.get("OBJID"))
-        return _make(wave, flux, ivar, _mask_from(ivar, flux, flags), unit, meta, name)
+        if wcol is not None and "FLUX" in cols:
+            return _table_spectrum(h, hdul[0].header, cols, wcol, name)
     raise FormatError(name, "no binary table with wavelength and FLUX columns")
+
+
+def _table_spectrum(h: fits.BinTableHDU, h0: fits.Header, cols: dict, wcol: str, name: str):
+    """specutils' ``tabular-fits`` loader, with the column mapping our column names give.
+
+    Here: the columns (``wcol``, ``FLUX``, ``IVAR`` or an error column, ``MASK``), their checks
+    and units (Angstrom and the header's ``BUNIT`` where the columns have none; SDSS's unit
+    spellings); specutils builds the spectrum from the mapped columns. It is handed 1-D
+    columns without units, the units in the mapping: astropy's FITS unit parser refuses scale
+    factors ("1e-17 erg / (s cm2 Angstrom)"), a one-row table of arrays would come out 2-D,
+    and log10 wavelengths are no spectral axis. IVAR is read here: the loader knows only
+    standard-deviation uncertainties.
+    """
+    import warnings
+
+    from specutils.io.default_loaders.tabular_fits import tabular_fits_loader
+
+    fcol = cols["FLUX"]
+    icol = cols.get("IVAR")
+    ecol = None if icol else next((cols[c] for c in _ERROR_COLUMNS if c in cols), None)
+    mcol = cols.get("MASK")
+    loglam = wcol.upper().startswith("LOGLAM")
+    wunit = u.AA if loglam else _wave_unit(h.columns[wcol].unit, name, wcol)
+    funit = _unit_from(h.columns[fcol].unit or h0.get("BUNIT"), u.dimensionless_unscaled, name)
+    arrays = {
+        c: np.asarray(h.data[c], dtype=np.int64 if c == mcol else np.float64).ravel()
+        for c in (wcol, fcol, icol, ecol, mcol)
+        if c is not None
+    }
+    if loglam:
+        arrays[wcol] = 10 ** arrays[wcol]
+    sizes = {c: a.size for c, a in arrays.items()}
+    if len(set(sizes.values())) != 1:
+        raise CorruptFileError(name, f"table columns differ in length: {sizes}")
+    order = np.argsort(arrays[wcol], kind="stable")
+    if not np.all(np.diff(arrays[wcol][order]) > 0):
+        raise CorruptFileError(name, f"wavelengths ({wcol}) are not strictly increasing")
+    arrays = {c: a[order] for c, a in arrays.items()}
+    mapping = {wcol: ("spectral_axis", wunit), fcol: ("flux", funit)}
+    if ecol is not None:
+        mapping[ecol] = ("uncertainty", funit)
+    if mcol is not None:
+        mapping[mcol] = ("mask", None)
+    table = fits.BinTableHDU.from_columns(
+        [fits.Column(c, "K" if c == mcol else "D", array=arrays[c]) for c in mapping]
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # FITSFixedWarning: a table header is no WCS
+        spec = tabular_fits_loader(
+            fits.HDUList([fits.PrimaryHDU(), table]), column_mapping=mapping, hdu=1
+        )
+    flux = np.asarray(spec.flux.value, dtype=np.float64)
+    wave = spec.spectral_axis.to_value(u.AA, equivalencies=u.spectral())
+    ivar = arrays.get(icol)
+    if ivar is None and spec.uncertainty is not None:
+        err = np.asarray(spec.uncertainty.array, dtype=np.float64)
+        with np.errstate(divide="ignore"):
+            ivar = np.where(err > 0, 1.0 / err**2, 0.0)
+    meta = _meta("table", name, h0, z=h0.get("Z"), cls=h0.get("CLASS"), obj_id=h0.get("OBJID"))
+    return _make(wave, flux, ivar, _mask_from(ivar, flux, spec.mask), spec.flux.unit, meta, name)
 
 
 def _fits_1d(hdul, name, **_):

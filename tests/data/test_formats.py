@@ -125,6 +125,190 @@ def test_sdss_spec_layout_from_real_plate(real_spectra_dir, tmp_path):
     assert spec.mask[100:110].all() and spec.mask[200] and not spec.mask[300]
 
 
+def _spy(monkeypatch, module: str, loader: str) -> list:
+    """Count the calls of one of specutils' loaders (the readers import it when they run)."""
+    import importlib
+
+    mod = importlib.import_module(module)
+    real = getattr(mod, loader)
+    calls = []
+
+    def spy(*args, **kwargs):
+        calls.append(args)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(mod, loader, spy)
+    return calls
+
+
+def test_spplate_complete_through_specutils_loader(real_spectra_dir, tmp_path, monkeypatch):
+    """A spPlate with the data model's extensions: specutils' spPlate loader reads the fiber;
+    the fiber pick, catalogue redshift, masks and the COEFF0/COEFF1 axis are ours."""
+    from helpers.sdss import write_spplate
+
+    real = real_spectra_dir / "spPlate-4055-55359-0020.fits"
+    calls = _spy(monkeypatch, "specutils.io.default_loaders.sdss", "spPlate_loader")
+    layout = dict(
+        bad_ivar={7: slice(100, 110)},
+        andmask={7: [200]},
+        ormask={7: [300]},
+        redshifts={7: (0.4321, "GALAXY"), 9: (1.25, "QSO")},
+    )
+    path = write_spplate(tmp_path / "spPlate-4055-55359.fits", real, **layout)
+    spec = read_spectrum(path, fiber=7)
+    _check_spectrum(spec)
+    assert len(calls) == 1
+    assert spec.meta["format"] == "sdss-spplate" and spec.meta["fiber"] == 7
+    assert spec.meta["id"] == "4055-55359-0007"
+    assert spec.meta["redshift"] == pytest.approx(0.4321, rel=1e-6)
+    assert spec.meta["object_class"] == "GALAXY"
+    assert spec.meta["plugmap"]["FIBERID"] == 7 and spec.meta["plugmap"]["OBJTYPE"] == "GALAXY"
+    assert spec.flux.unit == u.Unit("1e-17 erg / (s cm2 Angstrom)")
+    assert isinstance(spec.uncertainty, InverseVariance)
+    with fits.open(real) as h:
+        np.testing.assert_allclose(spec.flux.value, h[0].data[6], rtol=1e-6)
+        c0, c1 = h[0].header["COEFF0"], h[0].header["COEFF1"]
+    # the data model's axis, 10**(COEFF0 + COEFF1 * i) from pixel 0
+    assert spec.spectral_axis[0].value == pytest.approx(10**c0)
+    assert spec.spectral_axis[-1].value == pytest.approx(10 ** (c0 + c1 * (spec.flux.size - 1)))
+    good = ~spec.mask
+    np.testing.assert_array_equal(spec.uncertainty.array[good], 7.0)
+    assert spec.mask[100:110].all() and spec.uncertainty.array[100:110].max() == 0
+    assert spec.mask[200] and not spec.mask[300]  # AND mask flags a pixel, OR mask does not
+    other = read_spectrum(path, fiber=8)
+    assert other.meta["redshift"] is None and other.meta["object_class"] is None
+    assert not other.mask[200] and other.uncertainty.array[good].max() == 8.0
+    with pytest.raises(FormatError, match=r"fiber=21 out of range: spPlate has fibers 1\.\.20"):
+        read_spectrum(path, fiber=21)
+
+    # the same file without EXTNAMEs: the extensions by their data-model positions
+    unnamed = write_spplate(tmp_path / "unnamed.fits", real, named=False, **layout)
+    same = read_spectrum(unnamed, fiber=7)
+    np.testing.assert_array_equal(same.flux.value, spec.flux.value)
+    np.testing.assert_array_equal(same.uncertainty.array, spec.uncertainty.array)
+    np.testing.assert_array_equal(same.mask, spec.mask)
+    assert same.meta["redshift"] == spec.meta["redshift"]
+
+    # the flux-only real file is read without the loader (nothing for it to read)
+    calls.clear()
+    assert read_spectrum(real, fiber=7).uncertainty is None and not calls
+
+
+def test_spplate_missing_or_broken_extensions(real_spectra_dir, tmp_path):
+    from helpers.sdss import write_spplate
+
+    real = real_spectra_dir / "spPlate-4055-55359-0020.fits"
+    no_plug = write_spplate(tmp_path / "spPlate-noplug.fits", real, drop=["PLUGMAP", "SKY"])
+    with pytest.raises(
+        CorruptFileError,
+        match=r"spPlate-noplug\.fits: spPlate has IVAR but lacks PLUGMAP \(HDU 5\)",
+    ):
+        read_spectrum(no_plug)
+    bare = write_spplate(
+        tmp_path / "bare.fits", real, named=False, drop=["ANDMASK", "ORMASK", "WAVEDISP", "PLUGMAP"]
+    )  # IVAR then SKY (at ANDMASK's position): ANDMASK is recognised by position, PLUGMAP missing
+    with pytest.raises(CorruptFileError, match=r"bare\.fits: .*lacks PLUGMAP \(HDU 5\)"):
+        read_spectrum(bare)
+    path = write_spplate(tmp_path / "spPlate-badivar.fits", real)
+    with fits.open(path) as h:
+        h["IVAR"].data = h["IVAR"].data[:, :100]
+        h.writeto(tmp_path / "badivar.fits")
+    with pytest.raises(CorruptFileError, match=r"badivar\.fits: spPlate IVAR shape \(20, 100\)"):
+        read_spectrum(tmp_path / "badivar.fits")
+    with fits.open(path) as h:
+        del h[0].header["COEFF1"]
+        h.writeto(tmp_path / "nocoeff.fits")
+    with pytest.raises(CorruptFileError, match=r"nocoeff\.fits: spPlate header lacks \['COEFF1'\]"):
+        read_spectrum(tmp_path / "nocoeff.fits", format="sdss-spplate")
+
+
+def _table_file(path, columns, header=None):
+    fits.HDUList(
+        [fits.PrimaryHDU(header=header), fits.BinTableHDU.from_columns(columns, name="SPEC")]
+    ).writeto(path)
+    return path
+
+
+def test_table_through_tabular_fits_loader(tmp_path, monkeypatch):
+    """Tables go through specutils' tabular-fits loader with our column mapping and units."""
+    calls = _spy(monkeypatch, "specutils.io.default_loaders.tabular_fits", "tabular_fits_loader")
+    s = synth_spectra(1, seed=3)
+    data = spectrum_fits_bytes(
+        s["wave"], s["flux"][0], s["ivar"][0], s["mask"][0], z=None, object_class=None, obj_id="t"
+    )
+    spec = read_spectrum(data)
+    assert len(calls) == 1 and spec.meta["format"] == "table"
+    np.testing.assert_allclose(spec.spectral_axis.value, s["wave"])
+    np.testing.assert_allclose(spec.flux.value, s["flux"][0], rtol=1e-6)
+    good = s["ivar"][0] > 0
+    np.testing.assert_allclose(spec.uncertainty.array[good], s["ivar"][0][good], rtol=1e-6)
+
+    # nm wavelengths, rows out of order, ERROR column, the flux unit from BUNIT (SDSS spelling)
+    hdr = fits.Header({"BUNIT": "1E-17 erg/cm^2/s/Ang", "Z": 0.1, "OBJID": "nm"})
+    nm = _table_file(
+        tmp_path / "nm.fits",
+        [
+            fits.Column("WAVE", "D", unit="nm", array=[400.2, 400.0, 400.1, 400.3]),
+            fits.Column("FLUX", "E", array=[3.0, 1.0, 2.0, 4.0]),
+            fits.Column("ERROR", "E", array=[0.5, 0.5, 0.0, 0.25]),
+            fits.Column("MASK", "B", array=[0, 0, 0, 1]),
+        ],
+        hdr,
+    )
+    t = read_spectrum(nm)
+    _check_spectrum(t)
+    assert len(calls) == 2 and t.meta["id"] == "nm" and t.meta["redshift"] == 0.1
+    np.testing.assert_allclose(t.spectral_axis.value, [4000, 4001, 4002, 4003])
+    np.testing.assert_allclose(t.flux.value, [1, 2, 3, 4])
+    np.testing.assert_allclose(t.uncertainty.array, [4, 0, 4, 16])
+    assert t.mask.tolist() == [False, True, False, True]  # zero error; MASK set
+    assert t.flux.unit == u.Unit("1e-17 erg / (s cm2 Angstrom)")
+
+    # one row of arrays with log10 wavelengths
+    loglam = np.log10(4000 + np.arange(5.0))
+    one = _table_file(
+        tmp_path / "onerow.fits",
+        [
+            fits.Column("LOGLAM", "5D", array=loglam[None]),
+            fits.Column("FLUX", "5E", unit="Jy", array=np.ones((1, 5))),
+            fits.Column("IVAR", "5E", array=np.full((1, 5), 2.0)),
+        ],
+    )
+    o = read_spectrum(one)
+    _check_spectrum(o)
+    np.testing.assert_allclose(o.spectral_axis.value, 4000 + np.arange(5.0))
+    assert o.flux.unit == u.Jy and o.uncertainty.array.tolist() == [2.0] * 5
+
+
+def test_table_bad_inputs(tmp_path):
+    flux = fits.Column("FLUX", "E", array=[1.0, 2.0, 3.0])
+    jy = _table_file(
+        tmp_path / "jy.fits", [fits.Column("WAVE", "D", unit="Jy", array=[1, 2, 3]), flux]
+    )
+    with pytest.raises(CorruptFileError, match=r"jy\.fits: wavelength column 'WAVE' has unit 'Jy'"):
+        read_spectrum(jy)
+    dup = _table_file(tmp_path / "dup.fits", [fits.Column("WAVE", "D", array=[1, 2, 2]), flux])
+    with pytest.raises(CorruptFileError, match=r"dup\.fits: wavelengths \(WAVE\) are not strictly"):
+        read_spectrum(dup)
+    nan = _table_file(
+        tmp_path / "nan.fits",
+        [fits.Column("WAVE", "D", array=[1, 2, 3]), fits.Column("FLUX", "E", array=[np.nan] * 3)],
+    )
+    with pytest.raises(CorruptFileError, match=r"nan\.fits: flux has no finite values"):
+        read_spectrum(nan)
+    ragged = _table_file(
+        tmp_path / "ragged.fits",
+        [fits.Column("WAVE", "3D", array=[[1, 2, 3]]), fits.Column("FLUX", "2E", array=[[1, 2]])],
+    )
+    with pytest.raises(CorruptFileError, match=r"ragged\.fits: table columns differ in length"):
+        read_spectrum(ragged)
+    noflux = _table_file(tmp_path / "noflux.fits", [fits.Column("WAVE", "D", array=[1, 2, 3])])
+    with pytest.raises(
+        FormatError, match=r"noflux\.fits: no binary table with wavelength and FLUX"
+    ):
+        read_spectrum(noflux, format="table")
+
+
 def test_store_and_s3_paths(any_store, lamost_files):
     url = any_store.join("users/test/lamost.fits.gz")
     any_store.write_bytes(url, lamost_files["lrs"].read_bytes())
