@@ -147,6 +147,7 @@ class HubProcess:
         self.config_path = self.workdir / "jupyterhub_config.py"
         self.proc: subprocess.Popen | None = None
         self._tokens: dict[str, str] = {}
+        self._sessions: list[requests.Session] = []
         self._write_config()
 
     # --- lifecycle ------------------------------------------------------------------
@@ -193,6 +194,9 @@ c.AstroKitSpawner.cluster_idle_timeout = 0  # tests count workers; idle release 
             If the hub does not accept the password (the page is shown again).
         """
         session = requests.Session()
+        # Kept (and closed by close()): a dropped session's pooled socket would be collected
+        # at some later garbage collection, as a ResourceWarning in whatever test runs then.
+        self._sessions.append(session)
         page = session.get(f"{self.url}/hub/login", timeout=30)
         match = re.search(r'name="_xsrf" value="([^"]+)"', page.text)
         data = {
@@ -272,6 +276,9 @@ c.AstroKitSpawner.cluster_idle_timeout = 0  # tests count workers; idle release 
             except (requests.RequestException, HubError, ValueError):
                 pass
         self.stop()
+        for session in self._sessions:
+            session.close()
+        self._sessions.clear()
         for proc in self.leftover_processes():
             with contextlib.suppress(psutil.NoSuchProcess):
                 proc.kill()
