@@ -243,7 +243,9 @@ c.AstroKitSpawner.cluster_idle_timeout = 0  # tests count workers; idle release 
             except requests.RequestException:
                 pass
         else:
-            raise HubError(f"hub API not up within {self.startup_timeout} s:\n{self.log_tail()}")
+            tail = self.log_tail()
+            self.stop()  # a hub that never answered must not outlive the test that started it
+            raise HubError(f"hub API not up within {self.startup_timeout} s:\n{tail}")
         for user in self.users:
             self.create_user(user)
         return self
