@@ -29,8 +29,22 @@ logger = logging.getLogger(__name__)
 #: 2-core machine: the AstroMAE forward pass (batch 256, 1 thread) ran at 192 samples/s with
 #: the variable and 303 without it. ``None`` removes the variable; workers then allocate
 #: like any other process (and still return memory when the heap top is free).
+#:
+#: The other settings are what an *idle* cluster costs. With Dask's defaults one server's idle
+#: scheduler and two workers used 12 % of a core (benchmarks/workshop.py: twenty idle servers
+#: took most of the 2-core machine while others were starting): every process checks its
+#: event loop every 20 ms ("tick") and samples its system use every 0.5 s, each worker
+#: samples its own stack every 10 ms for the dashboard's Profile page, the nannies poll their
+#: worker's memory every 0.1 s and work stealing runs every 0.1 s. At the values below an idle
+#: server uses 2.5 % of a core; the Profile page has a tenth of the samples, the memory limit
+#: is still enforced by the kernel (the workers' cgroups) and within 1 s by the nanny.
 WORKER_DASK_CONFIG: dict[str, object] = {
     "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None,
+    "distributed.admin.tick.interval": "1s",
+    "distributed.admin.system-monitor.interval": "2s",
+    "distributed.worker.profile.interval": "100ms",
+    "distributed.worker.memory.monitor-interval": "1s",
+    "distributed.scheduler.work-stealing-interval": "1s",
 }
 
 
