@@ -134,9 +134,13 @@ def test_worker_prologue_carries_astrokits_dask_settings():
     kw = cluster_kwargs(spec(), SlurmSettings(scheduler_host="h"), security=None)
     value = kw["job_script_prologue"][-1].split("=", 1)[1].strip("'")
     config = json.loads(base64.urlsafe_b64decode(value))
-    assert config == {
-        "distributed": {"nanny": {"pre-spawn-environ": {"MALLOC_TRIM_THRESHOLD_": None}}}
-    }
+    import dask.config
+
+    from astrokit.cluster import WORKER_DASK_CONFIG
+
+    assert config["distributed"]["nanny"] == {"pre-spawn-environ": {"MALLOC_TRIM_THRESHOLD_": None}}
+    for key, expected in WORKER_DASK_CONFIG.items():  # the idle timers travel too
+        assert dask.config.get(key, config=config, default="missing") == expected, key
 
 
 def test_parse_squeue_and_summary():
