@@ -9,6 +9,7 @@ restart, and finally that no process of any server remains.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import html
 import json
 import os
@@ -217,21 +218,30 @@ async def _execute_in_kernel(hub: HubProcess, user: str, code: str) -> str:
         )
     )
     out: list[str] = []
-    async with asyncio.timeout(120):  # the whole exchange, not each message
-        while True:
-            raw = await conn.read_message()
-            assert raw is not None, "kernel websocket closed"
-            msg = json.loads(raw)
-            if msg.get("parent_header", {}).get("msg_id") != msg_id:
-                continue
-            kind = msg["header"]["msg_type"]
-            if kind == "stream":
-                out.append(msg["content"]["text"])
-            elif kind == "error":
-                raise AssertionError("\n".join(msg["content"]["traceback"]))
-            elif kind == "execute_reply":
-                break
-    conn.close()
+    try:
+        async with asyncio.timeout(120):  # the whole exchange, not each message
+            while True:
+                raw = await conn.read_message()
+                assert raw is not None, "kernel websocket closed"
+                msg = json.loads(raw)
+                if msg.get("parent_header", {}).get("msg_id") != msg_id:
+                    continue
+                kind = msg["header"]["msg_type"]
+                if kind == "stream":
+                    out.append(msg["content"]["text"])
+                elif kind == "error":
+                    raise AssertionError("\n".join(msg["content"]["traceback"]))
+                elif kind == "execute_reply":
+                    break
+    finally:
+        conn.close()
+        # Wait for the server's half of the close handshake: until it comes the socket stays
+        # open, and asyncio.run() returning would leave it to the garbage collector - an
+        # "unclosed socket" ResourceWarning in whichever later test collects it.
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(10):
+                while await conn.read_message() is not None:
+                    pass
     return "".join(out)
 
 
