@@ -13,7 +13,9 @@
    the precision chosen for this worker (:mod:`astrokit.models.precision`): the first
    partition a worker gets runs the parity guard on a sample of its rows (fp32 against the
    reduced precision) and the outcome is cached per process with the model, so every later
-   task of that worker runs at once in the precision that passed;
+   task of that worker runs at once in the precision that passed. Both run the checkpoint's
+   copy prepared for that precision (``Checkpoint.for_inference``: batch norms folded, bf16
+   weights cast once), made once per worker process;
 5. writes ``pred-NNNNN.parquet`` atomically. A retried task (e.g. after its worker was killed)
    rewrites the same file with the same rows, so a partition is never counted twice.
 
@@ -136,7 +138,7 @@ def _worker_name() -> str:
 
 def precision_for(
     key: tuple,
-    model: Any,
+    ckpt: Any,
     images: np.ndarray,
     mags: np.ndarray,
     z_true: np.ndarray,
@@ -146,7 +148,7 @@ def precision_for(
     sample: int | None,
     batch_size: int,
 ) -> tuple[Any, Any, np.ndarray | None]:
-    """The precision this process runs ``model`` in for one run, decided once per run.
+    """The precision this process runs ``ckpt``'s model in for one run, decided once per run.
 
     The first call for a key (model, device and run) resolves ``precision`` for the model's
     device and, when that is a reduced precision, runs the parity guard on the first
@@ -177,7 +179,7 @@ def precision_for(
         if cache_key in _PRECISION_CACHE:
             choice, report = _PRECISION_CACHE[cache_key]
             return choice, report, None
-        device = next(model.parameters()).device
+        device = next(ckpt.model.parameters()).device
         choice = resolve_precision(precision, device)
         log.info("precision %s (%s)", choice.precision, choice.reason)
         report = head = None
@@ -187,7 +189,11 @@ def precision_for(
 
             def predict(c: Any) -> np.ndarray:
                 outputs[c.precision] = predict_arrays(
-                    model, images[rows], mags[rows], batch_size=batch_size, precision=c
+                    ckpt.for_inference(c.dtype),
+                    images[rows],
+                    mags[rows],
+                    batch_size=batch_size,
+                    precision=c,
                 )
                 return outputs[c.precision]
 
@@ -447,7 +453,7 @@ def predict_partition(
             images_ok, mags_ok = screened.images[ok], screened.mags[ok]
             choice, parity, head = precision_for(
                 (model_url, model_sha256, str(dev), run_id or out_url),
-                ckpt.model,
+                ckpt,
                 images_ok,
                 mags_ok,
                 data["z"][rows_ok],
@@ -462,7 +468,7 @@ def predict_partition(
                 z_pred[rows_ok[:done]] = head
             if done < len(rows_ok):
                 z_pred[rows_ok[done:]] = predict_arrays(
-                    ckpt.model,
+                    ckpt.for_inference(choice.dtype),
                     images_ok[done:],
                     mags_ok[done:],
                     batch_size=batch,

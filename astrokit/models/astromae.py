@@ -21,6 +21,7 @@ a checkpoint is self-contained: callers pass raw fluxes and magnitudes and get r
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 from dataclasses import dataclass
 from typing import Any
@@ -28,6 +29,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from astrokit.errors import UserError
 
@@ -173,6 +175,12 @@ class _ConvBNReLU(nn.Sequential):
             nn.BatchNorm2d(cout),
             nn.ReLU(inplace=True),
         )
+
+    def fold_batch_norm(self) -> None:
+        """Fold the (eval-mode) batch norm into the convolution: one pass fewer, same map."""
+        if isinstance(self[1], nn.BatchNorm2d):
+            self[0] = fuse_conv_bn_eval(self[0], self[1])
+            self[1] = nn.Identity()
 
 
 class InceptionBlock(nn.Module):
@@ -343,6 +351,8 @@ class AstroMAE(nn.Module):
     #: Names of the parts (``vit``, ``inception``, ``magnitudes``, ``head``) that run in the
     #: autocast precision; every other part is computed in fp32. Set on an instance to change.
     reduced_precision_parts: tuple[str, ...] = ("vit",)
+    #: Set by :meth:`for_inference` to the reduced dtype the parts above hold their weights in.
+    weights_dtype: torch.dtype | None = None
 
     def __init__(self, config: str | AstroMAEConfig | dict[str, Any] = "astromae") -> None:
         super().__init__()
@@ -413,10 +423,41 @@ class AstroMAE(nn.Module):
         )
         return self._part("head", features).squeeze(1).float() * self.z_scale + self.z_loc
 
+    @torch.no_grad()
+    def for_inference(self, dtype: torch.dtype = torch.float32) -> AstroMAE:
+        """A frozen copy prepared to predict (never to train), its reduced parts in ``dtype``.
+
+        Two things a plain ``model(x, m)`` loop repeats on every batch are done once here:
+
+        * each batch norm of the Inception branch is folded into the convolution before it
+          (torch's ``fuse_conv_bn_eval``: the same affine map, one pass over the activations
+          fewer);
+        * for a reduced ``dtype`` (bf16, fp16) the parts in :attr:`reduced_precision_parts`
+          hold their weights in it and run on tensors of it with autocast off, instead of
+          autocast casting every weight and activation again on every call. Their layer norms
+          and softmax then also run in that dtype: the parity guard
+          (:mod:`astrokit.models.precision`) measures the result against fp32 before a run
+          uses it.
+
+        The other parts stay fp32 whatever autocast says, as in :meth:`_part`.
+        """
+        ready = copy.deepcopy(self).eval().requires_grad_(False)
+        for module in ready.modules():
+            if isinstance(module, _ConvBNReLU):
+                module.fold_batch_norm()
+        if dtype != torch.float32:
+            for name in ready.reduced_precision_parts:
+                getattr(ready, name).to(dtype)
+            ready.weights_dtype = dtype
+        return ready
+
     def _part(self, name: str, x: torch.Tensor) -> torch.Tensor:
         """Run sub-module ``name``, in fp32 unless autocast is on and it may use it."""
         module = getattr(self, name)
         device = x.device.type
+        if self.weights_dtype is not None and name in self.reduced_precision_parts:
+            with torch.autocast(device_type=device, enabled=False):
+                return module(x.to(self.weights_dtype)).float()
         if name in self.reduced_precision_parts or not torch.is_autocast_enabled(device):
             return module(x)
         with torch.autocast(device_type=device, enabled=False):

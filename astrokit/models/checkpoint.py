@@ -79,6 +79,23 @@ class Checkpoint:
     meta: dict[str, Any] = field(default_factory=dict)
     sha256: str = ""
     url: str = ""
+    #: Prepared copies of ``model`` by dtype (:meth:`for_inference`).
+    _prepared: dict[torch.dtype, torch.nn.Module] = field(
+        default_factory=dict, repr=False, compare=False
+    )
+
+    def for_inference(self, dtype: torch.dtype = torch.float32) -> torch.nn.Module:
+        """The model prepared to predict at ``dtype``, made once per dtype and kept.
+
+        A model class with a ``for_inference(dtype)`` method (:class:`AstroMAE`) gets a frozen
+        copy with its inference-only preparations (folded batch norms, reduced-precision
+        weights); any other model is returned as it is. Callers that hold a checkpoint for many
+        batches (the inference workers) use this instead of :attr:`model`.
+        """
+        if dtype not in self._prepared:
+            prepare = getattr(self.model, "for_inference", None)
+            self._prepared[dtype] = self.model if prepare is None else prepare(dtype)
+        return self._prepared[dtype]
 
 
 def select_device(device: str | torch.device | None = None) -> torch.device:

@@ -23,6 +23,9 @@ def test_ingest_benchmark_quick(tmp_path):
     for run in result["ingest"]:
         assert run["files"] == run["rows"] == 120 and run["bad"] == 0
         assert run["files_per_s"] > 0 and run["mb_per_s"] > 0
+    ceiling = result["machine_ceiling"]
+    assert ceiling["files"] == 120 and ceiling["speedup_2_vs_1"] > 0
+    assert result["speedup_vs_ceiling"] > 0
     listing = result["listing"]
     assert listing["objects"] == 1500 and listing["all_pages"] == 2
     # Python-allocation peaks (tracemalloc) and process RSS high-water marks, named as such

@@ -279,6 +279,32 @@ def test_bad_credentials_typed_error(make_bucket, s3_server, monkeypatch):
         store.write_bytes(store.join("users/x/a.bin"), b"a")
 
 
+def test_local_walk_reads_the_directory_in_bounded_scans(tmp_path, monkeypatch):
+    # iter_entries reads a local directory LOCAL_SCAN_NAMES names per scan; made small here,
+    # the walk crosses several scans, directories included, and loses or repeats nothing.
+    import astrokit.store as store_module
+
+    monkeypatch.setattr(store_module, "LOCAL_SCAN_NAMES", 4)
+    d = tmp_path / "walk"
+    d.mkdir()
+    files = [f"f{i:02d}.fits" for i in range(13)]
+    for name in files:
+        (d / name).write_bytes(b"abc")
+    (d / "f05.fits-dir").mkdir()  # sorts between files by its token "f05.fits-dir/"
+    (d / f"{store_module.TMP_PREFIX}partial").touch()  # an unfinished write: never listed
+    store = open_store(f"file://{tmp_path}")
+    scans = []
+    real = store_module._smallest_keys
+    monkeypatch.setattr(store_module, "_smallest_keys", lambda *a: scans.append(a) or real(*a))
+    walked = list(store.iter_entries(store.join("walk")))
+    assert [e.name for e in walked] == sorted([*files, "f05.fits-dir"])
+    assert {e.name: e.kind for e in walked}["f05.fits-dir"] == "directory"
+    assert {e.size for e in walked if e.kind == "file"} == {3}
+    assert len(scans) == 4  # 14 entries, 4 per scan: not one scan per page
+    fits = list(store.iter_entries(store.join("walk"), pattern="*.fits"))
+    assert [e.name for e in fits] == files
+
+
 def test_list_page_memory_is_bounded_local(tmp_path):
     # 20,000 files: listing the first page must not hold all of them in memory.
     d = tmp_path / "big"

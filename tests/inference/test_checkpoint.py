@@ -42,6 +42,13 @@ def test_round_trip_on_any_store(any_store):
     np.testing.assert_array_equal(
         predict_arrays(model, images, mags), predict_arrays(ckpt.model, images, mags)
     )
+    # the prepared copy is made once per dtype and predicts what the model predicts
+    ready = ckpt.for_inference()
+    assert ckpt.for_inference() is ready and ready is not ckpt.model
+    assert ckpt.for_inference(torch.bfloat16) is not ready
+    np.testing.assert_allclose(
+        predict_arrays(ready, images, mags), predict_arrays(model, images, mags), atol=1e-5
+    )
 
 
 def test_mismatched_config_names_the_layer(tmp_path):

@@ -61,6 +61,48 @@ def test_forward_shapes_and_normalisation(name):
     )
 
 
+def _trained_like(name: str) -> tuple[AstroMAE, torch.Tensor, torch.Tensor]:
+    """A model whose batch norms hold non-trivial statistics, and inputs for it."""
+    torch.manual_seed(0)
+    model = AstroMAE(name)
+    images = torch.rand(16, 5, 32, 32) * 100 + 50
+    mags = torch.rand(16, 5) + 20
+    model.set_normalization(images, mags, torch.rand(16) * 0.5 + 0.1)
+    model.train()
+    with torch.no_grad():
+        model(images, mags)  # one training-mode pass: running means/variances move off 0/1
+    return model.eval(), images, mags
+
+
+def test_inference_copy_folds_batch_norms_and_leaves_the_model_alone():
+    model, images, mags = _trained_like("tiny")
+    ready = model.for_inference()
+    assert ready is not model and ready.weights_dtype is None
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in ready.modules())
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())
+    assert not any(p.requires_grad for p in ready.parameters())
+    with torch.inference_mode():
+        torch.testing.assert_close(ready(images, mags), model(images, mags), rtol=1e-5, atol=1e-5)
+
+
+def test_inference_copy_in_bf16_holds_only_the_reduced_parts_in_bf16():
+    model, images, mags = _trained_like("tiny")
+    ready = model.for_inference(torch.bfloat16)
+    assert ready.weights_dtype is torch.bfloat16
+    assert {p.dtype for p in ready.vit.parameters()} == {torch.bfloat16}
+    for part in ("inception", "magnitudes", "head"):
+        assert {p.dtype for p in getattr(ready, part).parameters()} == {torch.float32}
+    with torch.inference_mode():
+        reference = model(images, mags)
+        got = ready(images, mags)
+        with torch.autocast("cpu", dtype=torch.bfloat16):  # as predict_arrays runs it
+            under_autocast = ready(images, mags)
+    assert got.dtype == torch.float32
+    torch.testing.assert_close(under_autocast, got)
+    # bf16 rounding moves an untrained model's output a little, not wholesale
+    assert 0 < float((got - reference).abs().max()) < 0.05
+
+
 def test_config_round_trip_and_errors():
     cfg = get_config("small")
     assert AstroMAEConfig.from_dict(cfg.to_dict()) == cfg
