@@ -15,9 +15,10 @@ user planted can only ever affect the user):
 - ``WELCOME.md`` says what is there, links the Dask dashboard through the hub and, for S3
   stores, where the data is. It is rewritten at each start (the dashboard's port changes).
 
-Run as ``python -m astrokit_spawner.home SPEC.json -- COMMAND...``: it prepares the home,
-then replaces itself with COMMAND (the notebook server). A failure here is reported on
-stderr (the notebook's log) and never stops the server from starting.
+Run as ``python -P -m astrokit_spawner.home SPEC.json -- COMMAND...``: it prepares the
+home, then becomes COMMAND, the notebook server (:mod:`astrokit_spawner.notebook_start`). A
+failure here is reported on stderr (the notebook's log) and never stops the server from
+starting.
 """
 
 from __future__ import annotations
@@ -194,8 +195,13 @@ def prepare_home(spec: HomeSpec) -> dict[str, object]:
 
 
 def home_command(python: str, spec_path: str) -> list[str]:
-    """The start of the notebook's command line: prepare the home, then exec what follows."""
-    return [python, "-m", __name__, spec_path, "--"]
+    """The start of the notebook's command line: prepare the home, then run what follows.
+
+    ``-P``: the working directory (the user's home) is not put on ``sys.path``, so a file
+    the user saved there never shadows a module of the notebook server that may run in this
+    same process (:mod:`astrokit_spawner.notebook_start`).
+    """
+    return [python, "-P", "-m", __name__, spec_path, "--"]
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -208,7 +214,9 @@ def main(argv: list[str] | None = None) -> None:
         print(f"astrokit home: {json.dumps(done)}", file=sys.stderr, flush=True)
     except Exception as exc:  # the notebook server must start even if this fails
         print(f"astrokit home: not prepared: {exc!r}", file=sys.stderr, flush=True)
-    os.execvp(command[0], command)
+    from .notebook_start import become_notebook_server
+
+    become_notebook_server(command)
 
 
 if __name__ == "__main__":
