@@ -188,8 +188,10 @@ def precision_for(
             outputs: dict[str, np.ndarray] = {}
 
             def predict(c: Any) -> np.ndarray:
+                # The fp32 reference comes from the checkpoint's own model (the prepared fp32
+                # copy computes the same map to ~1e-8): a bf16 run never holds a third copy.
                 outputs[c.precision] = predict_arrays(
-                    ckpt.for_inference(c.dtype),
+                    ckpt.for_inference(c.dtype) if c.reduced else ckpt.model,
                     images[rows],
                     mags[rows],
                     batch_size=batch_size,

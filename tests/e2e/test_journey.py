@@ -81,6 +81,15 @@ def server_processes(server_id: str, user: str) -> list[psutil.Process]:
     return found
 
 
+def whole_commands(procs: list[psutil.Process]) -> str:
+    """Every process's whole command line (``describe`` cuts them short), one per line."""
+    lines = []
+    for proc in procs:
+        with contextlib.suppress(psutil.Error):
+            lines.append(" ".join(proc.cmdline()))
+    return "\n".join(lines)
+
+
 def describe(procs: list[psutil.Process]) -> str:
     """One line per process: pid and the start of its command line."""
     lines = []
@@ -234,8 +243,9 @@ def journey(hub, context, shot: Shots) -> None:
     listing = describe(alive_before)
     # the scan sees what there is to stop: notebook server, kernel, cluster manager, workers
     assert len(alive_before) >= 3 + PROFILE_WORKERS, listing
-    assert "jupyterhub-singleuser" in listing and "ipykernel" in listing, listing
-    assert "astrokit_spawner.cluster_manager" in listing, listing
+    commands = whole_commands(alive_before)
+    assert "jupyterhub-singleuser" in commands and "ipykernel" in commands, listing
+    assert "astrokit_spawner.cluster_manager" in commands, listing
     page.goto(f"{hub.url}/hub/home")
     page.wait_for_selector("#stop")
     shot(page, "control-panel")
