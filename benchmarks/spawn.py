@@ -5,8 +5,8 @@ temporary directory, then spawns one user's server N times through the REST API 
 2-worker profile, timing each from the spawn request to "ready" (notebook answering *and*
 all Dask workers connected), and stopping it in between. After the first spawn it measures
 the idle memory of that server: every process carrying its server id (notebook, cluster
-manager with the scheduler, workers, helpers), as the sum of RSS and of USS (unique pages,
-which does not double-count shared libraries).
+manager with the scheduler, workers, helpers), as the sums of RSS, PSS (shared pages split
+among their sharers: what the server takes from the machine) and USS (unique pages only).
 
 Usage::
 
@@ -35,6 +35,10 @@ from helpers.hub import HubProcess  # noqa: E402  (the test helper is the hub la
 MiB = 1024**2
 
 
+#: What idle_memory reports of each process (psutil's memory_full_info fields, Linux).
+MEMORY_KINDS = ("rss", "pss", "uss")
+
+
 def _role(proc: psutil.Process) -> str:
     cmd = " ".join(proc.cmdline())
     if "jupyterhub-singleuser" in cmd:
@@ -50,28 +54,31 @@ def _role(proc: psutil.Process) -> str:
 
 
 def idle_memory(hub: HubProcess, server_id: str, settle: float) -> dict:
-    """RSS/USS per role of every process of the server, after ``settle`` seconds idle."""
+    """RSS/PSS/USS per role of every process of the server, after ``settle`` seconds idle.
+
+    RSS counts a page shared by several processes (libraries, a fork server's preloaded
+    modules) once in each; PSS splits it among them and USS leaves it out. Summed over
+    processes, PSS is what they take from the machine.
+    """
     time.sleep(settle)  # let start-up garbage be collected; this is the idle state
     roles: dict[str, dict[str, float]] = {}
-    total_rss = total_uss = 0
+    totals = dict.fromkeys(MEMORY_KINDS, 0)
     for proc in hub.leftover_processes(server_id):
         try:
             info = proc.memory_full_info()
             role = _role(proc)
         except (psutil.NoSuchProcess, psutil.AccessDenied):
             continue
-        entry = roles.setdefault(role, {"count": 0, "rss_mib": 0.0, "uss_mib": 0.0})
+        entry = roles.setdefault(role, {"count": 0, **{f"{k}_mib": 0.0 for k in MEMORY_KINDS}})
         entry["count"] += 1
-        entry["rss_mib"] += info.rss / MiB
-        entry["uss_mib"] += info.uss / MiB
-        total_rss += info.rss
-        total_uss += info.uss
+        for kind in MEMORY_KINDS:
+            entry[f"{kind}_mib"] += getattr(info, kind) / MiB
+            totals[kind] += getattr(info, kind)
     for entry in roles.values():
-        entry["rss_mib"] = round(entry["rss_mib"], 1)
-        entry["uss_mib"] = round(entry["uss_mib"], 1)
+        for kind in MEMORY_KINDS:
+            entry[f"{kind}_mib"] = round(entry[f"{kind}_mib"], 1)
     return {
-        "rss_mib_total": round(total_rss / MiB, 1),
-        "uss_mib_total": round(total_uss / MiB, 1),
+        **{f"{kind}_mib_total": round(totals[kind] / MiB, 1) for kind in MEMORY_KINDS},
         "by_role": roles,
     }
 

@@ -18,7 +18,7 @@ It reports
   and the processes of failed spawns), and every live process of every server, in full
   with its reaped children, as notebook, scheduler_and_manager, workers or helpers (see
   ``spawn._role``);
-- the idle RSS and USS of all servers once all are ready and ``--settle`` seconds passed,
+- the idle RSS, PSS and USS of all servers once all are ready and ``--settle`` seconds passed,
   total and by role (``spawn.idle_memory`` for each server);
 - how often the hub logged "Event loop was unresponsive for at least X s" (JupyterHub's
   warning for a blocked event loop of 1 s or more) between the start instant and all-ready,
@@ -63,7 +63,7 @@ sys.path.insert(0, str(REPO / "tests"))
 sys.path.insert(0, str(BENCHMARKS))
 
 from helpers.hub import HubProcess  # noqa: E402  (the test helper is the hub launcher)
-from spawn import _role, idle_memory  # noqa: E402  (one definition of the roles, in spawn.py)
+from spawn import MEMORY_KINDS, _role, idle_memory  # noqa: E402  (one definition of the roles, in spawn.py)
 
 GiB = 1024**3
 MiB = 1024**2
@@ -322,27 +322,33 @@ def stop_all(hub: HubProcess, users: list[str], timeout: float) -> dict[str, Any
 
 
 def total_idle_memory(hub: HubProcess, server_ids: list[str], settle: float) -> dict[str, Any]:
-    """RSS/USS of every server after ``settle`` s idle: totals and by role."""
+    """RSS/PSS/USS of every server after ``settle`` s idle: totals and by role.
+
+    The issue's target is summed RSS, which counts each shared page once per process; the
+    summed PSS is what the servers take from the machine.
+    """
     time.sleep(settle)
     roles: dict[str, dict[str, float]] = {}
-    rss = uss = 0.0
+    totals = dict.fromkeys(MEMORY_KINDS, 0.0)
     for server_id in server_ids:
         one = idle_memory(hub, server_id, 0)
-        rss += one["rss_mib_total"]
-        uss += one["uss_mib_total"]
+        for kind in MEMORY_KINDS:
+            totals[kind] += one[f"{kind}_mib_total"]
         for role, entry in one["by_role"].items():
-            into = roles.setdefault(role, {"count": 0, "rss_mib": 0.0, "uss_mib": 0.0})
+            into = roles.setdefault(role, {"count": 0, **{f"{k}_mib": 0.0 for k in MEMORY_KINDS}})
             for key in into:
                 into[key] += entry[key]
     for entry in roles.values():
-        entry["rss_mib"] = round(entry["rss_mib"], 1)
-        entry["uss_mib"] = round(entry["uss_mib"], 1)
+        for kind in MEMORY_KINDS:
+            entry[f"{kind}_mib"] = round(entry[f"{kind}_mib"], 1)
+    n = len(server_ids)
     return {
         "settle_s": settle,
-        "rss_gib_total": round(rss * MiB / GiB, 2),
-        "uss_gib_total": round(uss * MiB / GiB, 2),
-        "rss_mib_per_server": round(rss / len(server_ids), 1) if server_ids else None,
-        "uss_mib_per_server": round(uss / len(server_ids), 1) if server_ids else None,
+        **{f"{kind}_gib_total": round(totals[kind] * MiB / GiB, 2) for kind in MEMORY_KINDS},
+        **{
+            f"{kind}_mib_per_server": round(totals[kind] / n, 1) if n else None
+            for kind in MEMORY_KINDS
+        },
         "by_role": roles,
     }
 

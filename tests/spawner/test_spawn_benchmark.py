@@ -26,4 +26,4 @@ def test_spawn_benchmark_quick():
     assert memory["by_role"]["notebook"]["count"] == 1
     assert memory["by_role"]["scheduler_and_manager"]["count"] == 1
     assert memory["by_role"]["workers"]["count"] == 2
-    assert 0 < memory["uss_mib_total"] <= memory["rss_mib_total"]
+    assert 0 < memory["uss_mib_total"] <= memory["pss_mib_total"] <= memory["rss_mib_total"]
