@@ -33,8 +33,11 @@ def _empty_yarn_config(logger: Any = None) -> dict[str, dict]:
 
 
 def skip_yarn_probe() -> bool:
-    """Make JupyterLab skip its ``node yarn config`` probe; False if its code has moved."""
-    import jupyterlab.commands as lab_commands
+    """Make JupyterLab skip its ``node yarn config`` probe; False if there is none to skip."""
+    try:
+        import jupyterlab.commands as lab_commands
+    except ImportError:  # a server without JupyterLab (plain jupyter-server) runs no probe
+        return False
 
     if not callable(getattr(lab_commands, "_yarn_config", None)):
         return False  # a JupyterLab without the probe: nothing to skip
