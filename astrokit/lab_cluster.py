@@ -23,6 +23,7 @@ from typing import Any
 
 from distributed.core import Status, rpc
 from distributed.deploy.cluster import Cluster
+from distributed.objects import SchedulerInfo
 from distributed.protocol.pickle import dumps
 
 from astrokit import env as envnames
@@ -39,6 +40,9 @@ from astrokit.connect import (
 __all__ = ["ServerCluster"]
 
 logger = logging.getLogger(__name__)
+
+#: Seconds between two reads of the scheduler's workers (the Dask panel polls about as often).
+FOLLOW_INTERVAL = 1.0
 
 
 class ServerCluster(Cluster):
@@ -79,9 +83,7 @@ class ServerCluster(Cluster):
         async def started() -> ServerCluster:
             if self.status == Status.created:
                 try:
-                    name = self.name
                     await self._start()
-                    self.name = name  # not the cluster manager's, which _start copies over it
                     # "New" in the panel after a "Shutdown": bring the workers back.
                     if not self.scheduler_info.get("workers"):
                         await self._run_on_scheduler(wake_on_scheduler)
@@ -93,8 +95,28 @@ class ServerCluster(Cluster):
 
         return started().__await__()
 
-    async def _sync_cluster_info(self) -> None:
-        """Nothing to sync: the spawner's cluster manager owns the scheduler's metadata."""
+    async def _start(self) -> None:
+        """Connect, and follow the scheduler's workers by asking it every second.
+
+        Not by subscribing, as ``Cluster._start`` does: a scheduler keeps one worker-status
+        subscriber (distributed's ``WorkerStatusPlugin`` has a fixed name), which belongs
+        to the cluster manager's own ``LocalCluster``; a second subscription silently takes
+        it over, or is taken over by it - whichever subscribes last - and the loser's
+        worker count freezes. (Seen as a panel stuck at 0 workers once the notebook server
+        started before the cluster manager had subscribed.) The spawner's cluster manager
+        owns the scheduler's metadata, so there is nothing else to sync.
+        """
+        self.scheduler_info = SchedulerInfo(await self.scheduler_comm.identity())
+        self._sync_cluster_info_task = asyncio.ensure_future(self._follow_workers())
+        self.status = Status.running
+
+    async def _follow_workers(self) -> None:
+        while True:
+            await asyncio.sleep(FOLLOW_INTERVAL)
+            try:
+                self.scheduler_info = SchedulerInfo(await self.scheduler_comm.identity())
+            except OSError:  # the scheduler is restarting or stopping: keep the last view
+                continue
 
     @property
     def scheduler_address(self) -> str:

@@ -86,6 +86,11 @@ def idle_memory(hub: HubProcess, server_id: str, settle: float) -> dict:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--spawns", type=int, default=5, help="number of spawns (default 5)")
+    parser.add_argument(
+        "--cold",
+        action="store_true",
+        help="no warm starts: every server process starts afresh (ASTROKIT_WARM_START=0)",
+    )
     parser.add_argument("--quick", action="store_true", help="one spawn, short settle: smoke")
     parser.add_argument("--settle", type=float, default=5.0, help="idle seconds before memory")
     args = parser.parse_args(argv)
@@ -95,10 +100,15 @@ def main(argv: list[str] | None = None) -> int:
 
     load_start = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="astrokit-bench-") as tmp:
-        hub = HubProcess(tmp, users=["bench"])
+        hub = HubProcess(
+            tmp, users=["bench"], env={"ASTROKIT_WARM_START": "0" if args.cold else "1"}
+        )
         started = time.perf_counter()
         hub.start()
         hub_start_s = time.perf_counter() - started
+        if not args.cold:  # started with the hub; spawns begin once they are up
+            hub.wait_warm_start()
+        templates_ready_s = time.perf_counter() - started
         try:
             timings, stops, memory, workers = [], [], None, None
             for i in range(spawns):
@@ -131,6 +141,8 @@ def main(argv: list[str] | None = None) -> int:
         "stop_s": {"median": round(statistics.median(stops), 3), "max": round(max(stops), 3)},
         "idle_memory": memory,
         "hub_start_s": round(hub_start_s, 2),
+        "warm_start": not args.cold,
+        "warm_start_ready_s": None if args.cold else round(templates_ready_s, 2),
         "target_median_s": 5.0,
         "cpus": os.cpu_count(),
         "loadavg_start": [round(x, 2) for x in load_start],

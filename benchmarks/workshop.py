@@ -72,7 +72,15 @@ POLL_S = 0.25  # one GET /hub/api/users per round answers for every user
 UNRESPONSIVE = re.compile(rb"Event loop was unresponsive for at least ([0-9.]+)\s*s")
 #: hub: the hub, the proxy and the culler themselves; hub_reaped: processes they started that
 #: ended before all-ready (account and cgroup tools, the processes of failed spawns).
-ROLES = ("hub", "hub_reaped", "notebook", "scheduler_and_manager", "workers", "helpers")
+ROLES = (
+    "hub",
+    "hub_reaped",
+    "warm_start",
+    "notebook",
+    "scheduler_and_manager",
+    "workers",
+    "helpers",
+)
 #: What a 20-user workshop on one machine should reach.
 TARGETS = {"users20": {"failures": 0, "median_ready_s": 20, "first_ready_s": 6, "idle_rss_gib": 8}}
 
@@ -91,24 +99,53 @@ def _is_server_process(proc: psutil.Process) -> bool:
         return False
 
 
-def hub_tree_cpu(hub: HubProcess) -> dict[tuple[int, float], tuple[float, float]]:
-    """CPU seconds (own, reaped children's) of the hub and its non-server descendants.
+def _is_template(proc: psutil.Process) -> bool:
+    return "astrokit_spawner.warm_start" in proc.cmdline()
 
-    The proxy and the culler are the hub's descendants too; the servers' processes (also its
-    children) are not counted here. Keyed by (pid, create time), so that a process that
+
+def hub_tree_cpu(hub: HubProcess) -> dict[tuple[int, float], tuple[str, float, float]]:
+    """Role and CPU seconds (own, reaped children's) of the hub and its non-server descendants.
+
+    The proxy, the culler and the warm-start templates (role ``warm_start``: their share of
+    each start is the fork) are the hub's descendants too; the servers' processes (also its
+    descendants) are not counted here. Keyed by (pid, create time), so that a process that
     started later is counted in full.
     """
     assert hub.proc is not None
     root = psutil.Process(hub.proc.pid)
-    found: dict[tuple[int, float], tuple[float, float]] = {}
+    found: dict[tuple[int, float], tuple[str, float, float]] = {}
     for proc in [root, *root.children(recursive=True)]:
         try:
             if proc is root or not _is_server_process(proc):
                 t = proc.cpu_times()
+                role = "warm_start" if _is_template(proc) else "hub"
                 own, reaped = t.user + t.system, t.children_user + t.children_system
-                found[(proc.pid, proc.create_time())] = (own, reaped)
+                found[(proc.pid, proc.create_time())] = (role, own, reaped)
         except psutil.Error:
             continue
+    return found
+
+
+def templates(hub: HubProcess) -> dict[str, dict[str, float]]:
+    """The warm-start templates: CPU since they started (their imports) and idle memory.
+
+    Shared by every server of the hub, like the hub itself: not in the servers' totals.
+    """
+    assert hub.proc is not None
+    found = {}
+    for proc in psutil.Process(hub.proc.pid).children(recursive=True):
+        try:
+            if not _is_template(proc):
+                continue
+            cmd = proc.cmdline()
+            role = cmd[cmd.index("astrokit_spawner.warm_start") + 1]
+            t, info = proc.cpu_times(), proc.memory_full_info()
+        except (psutil.Error, ValueError, IndexError):
+            continue
+        found[role] = {
+            "own_cpu_s": round(t.user + t.system, 2),
+            **{f"{kind}_mib": round(getattr(info, kind) / MiB, 1) for kind in MEMORY_KINDS},
+        }
     return found
 
 
@@ -263,9 +300,9 @@ def spawn_all(hub: HubProcess, users: list[str], timeout: float) -> dict[str, An
     # CPU from t0 to all-ready: the hub's increase, every server process in full.
     tree_after = hub_tree_cpu(hub)
     by_role = servers_cpu(hub)
-    for key, (own, reaped) in tree_after.items():
-        own_before, reaped_before = tree_before.get(key, (0.0, 0.0))
-        by_role["hub"] = by_role.get("hub", 0.0) + own - own_before
+    for key, (role, own, reaped) in tree_after.items():
+        _, own_before, reaped_before = tree_before.get(key, (role, 0.0, 0.0))
+        by_role[role] = by_role.get(role, 0.0) + own - own_before
         by_role["hub_reaped"] = by_role.get("hub_reaped", 0.0) + reaped - reaped_before
     total = sum(by_role.values())
     return {
@@ -358,6 +395,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--users", type=int, default=10, help="users starting at once (10)")
     parser.add_argument("--settle", type=float, default=10.0, help="idle s before memory (10)")
     parser.add_argument("--timeout", type=float, default=300.0, help="s until a spawn fails")
+    parser.add_argument(
+        "--cold",
+        action="store_true",
+        help="no warm starts: every server process starts afresh (ASTROKIT_WARM_START=0)",
+    )
     parser.add_argument("--quick", action="store_true", help="2 users, 1 s settle: smoke test")
     parser.add_argument(
         "--save", action="store_true", help="also write benchmarks/results/workshop-<N>.json"
@@ -369,15 +411,19 @@ def main(argv: list[str] | None = None) -> int:
 
     load_start = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="astrokit-bench-") as tmp:
-        hub = HubProcess(tmp, users=users)
+        hub = HubProcess(tmp, users=users, env={"ASTROKIT_WARM_START": "0" if args.cold else "1"})
         try:
             started = time.perf_counter()
             hub.start()
             hub_start_s = time.perf_counter() - started
+            if not args.cold:  # started with the hub; a workshop begins once they are up
+                hub.wait_warm_start()
+            templates_ready_s = time.perf_counter() - started
             run = spawn_all(hub, users, args.timeout)
             load_ready = os.getloadavg()
             server_ids = [hub.spawner_state(u)["server_id"] for u in sorted(run["ready"])]
             memory = total_idle_memory(hub, server_ids, settle)
+            shared = templates(hub)
             stop = stop_all(hub, sorted(_servers(hub)), timeout=180)
             left = {sid: len(hub.leftover_processes(sid)) for sid in server_ids}
             left_any = len(hub.leftover_processes())  # failed spawns' servers too
@@ -399,6 +445,7 @@ def main(argv: list[str] | None = None) -> int:
         "failure_messages": run["failed"],
         "cpu_s": run["cpu"],
         "idle_memory": memory,
+        "warm_start_templates": shared,
         "hub_event_loop_unresponsive": run["event_loop"],
         "stop": {
             **stop,
@@ -406,6 +453,8 @@ def main(argv: list[str] | None = None) -> int:
             "leftover_by_server": {sid: k for sid, k in left.items() if k},
         },
         "hub_start_s": round(hub_start_s, 2),
+        "warm_start": not args.cold,
+        "warm_start_ready_s": None if args.cold else round(templates_ready_s, 2),
         "poll_interval_s": POLL_S,
         "cpus": os.cpu_count(),
         "loadavg_start": [round(x, 2) for x in load_start],

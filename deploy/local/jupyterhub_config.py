@@ -16,6 +16,8 @@ Settings read from the environment (all optional; defaults in brackets):
 - ASTROKIT_CULL_EVERY: seconds between idle checks [300]
 - ASTROKIT_CLUSTER_IDLE_TIMEOUT: seconds before idle Dask workers are released [600]
 - ASTROKIT_CLUSTER_IDLE_MINIMUM: workers kept while idle [0]
+- ASTROKIT_WARM_START: 0 to start every server process afresh instead of forking the
+  notebook and cluster manager from the hub's preloaded templates [1]
 
 Users have passwords of their own (NativeAuthenticator, bcrypt hashes in the hub's database):
 they sign up at /hub/signup and the admin authorizes them at /hub/authorize. The admin's
@@ -29,6 +31,8 @@ import os
 import secrets
 import sys
 from pathlib import Path
+
+from astrokit_spawner.spawner import warm_starts
 
 c = get_config()
 
@@ -84,6 +88,11 @@ c.NativeAuthenticator.seconds_before_next_try = 60
 # --- spawner: a notebook plus its own TLS Dask cluster per server -------------------------
 c.JupyterHub.spawner_class = "astrokit"
 c.AstroKitSpawner.run_dir = str(run_dir)
+# The templates that servers' notebooks and cluster managers are forked from start with the
+# hub, so that the first users' starts find them ready (astrokit_spawner.warm_start).
+c.AstroKitSpawner.warm_start = os.environ.get("ASTROKIT_WARM_START", "1") != "0"
+if c.AstroKitSpawner.warm_start:
+    warm_starts(sys.executable, str(run_dir)).start()
 store_url = os.environ.get("ASTROKIT_STORE_URL") or (run_dir / "store").as_uri()
 c.AstroKitSpawner.store_url = store_url
 # `astrokit platform prepare` trains the demo photo-z model into the shared area.

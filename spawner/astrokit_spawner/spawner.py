@@ -87,6 +87,7 @@ from .slurm_spawner import SlurmSpawnerMixin
 from .start_queue import StartQueue
 from .teardown import end_server, remove_server_dir
 from .tls import make_credentials
+from .warm_start import WarmProcess, WarmStarts
 
 __all__ = ["AstroKitSpawner"]
 
@@ -113,6 +114,22 @@ async def _all_or_cancel(*coros) -> None:
 
 #: One start queue per hub process and limit (see AstroKitSpawner.concurrent_starts).
 _START_QUEUES: dict[int, StartQueue] = {}
+#: One set of templates per python and run directory in this hub (:mod:`.warm_start`).
+_WARM_STARTS: dict[tuple[str, str], WarmStarts] = {}
+
+
+def warm_starts(python: str, run_dir: str) -> WarmStarts:
+    """This hub's templates for servers of ``python`` under ``run_dir`` (made once)."""
+    key = (python, str(run_dir))
+    if key not in _WARM_STARTS:
+        _WARM_STARTS[key] = WarmStarts(python, Path(run_dir) / "warm-start")
+    return _WARM_STARTS[key]
+
+
+def close_warm_starts() -> None:
+    """End this process's templates (what they forked keeps running)."""
+    while _WARM_STARTS:
+        _WARM_STARTS.popitem()[1].close()
 
 
 def _ordinal(n: int) -> str:
@@ -296,6 +313,14 @@ class AstroKitSpawner(SlurmSpawnerMixin, ProfilesMixin, Spawner):
         # ready every ~8.5 s (4.3 s a user); one start alone is ready in ~3.1 s.
         return max(1, (os.cpu_count() or 1) // 2)
 
+    warm_start = Bool(
+        True,
+        help="""Fork each server's notebook and cluster manager from a template process of
+        this hub that has already imported JupyterLab, JupyterHub's single-user app and
+        distributed (:mod:`astrokit_spawner.warm_start`), instead of starting a fresh Python
+        that imports them again: most of the CPU of a start. Off: every start execs.""",
+    ).tag(config=True)
+
     tutorials_dir = Unicode(
         help="""Folder of teaching notebooks (*.ipynb) copied into each user's home as
         astrokit-tutorials/ at every start, without overwriting the user's edits
@@ -329,7 +354,7 @@ class AstroKitSpawner(SlurmSpawnerMixin, ProfilesMixin, Spawner):
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self._popens: list[Popen] = []
+        self._popens: list[Popen | WarmProcess] = []
         self._events: list[dict[str, Any]] = []
         self._parts: dict[str, float] = {}
         self._event_signal = asyncio.Event()
@@ -611,7 +636,10 @@ class AstroKitSpawner(SlurmSpawnerMixin, ProfilesMixin, Spawner):
             self.log.exception("progress stream for %s failed", self._log_name)
 
     # --- start ----------------------------------------------------------------------
-    def _launch(
+    def _warm_starts(self) -> WarmStarts:
+        return warm_starts(self.cluster_python, self.run_dir)
+
+    async def _launch(
         self,
         cmd: list[str],
         env: dict[str, str],
@@ -621,11 +649,29 @@ class AstroKitSpawner(SlurmSpawnerMixin, ProfilesMixin, Spawner):
         account: SystemAccount | None,
         cgroups: ServerCgroups | None,
         part: str,
-    ) -> Popen:
+    ) -> Popen | WarmProcess:
         """Start one top-level process of the server, as ``account`` inside its cgroup."""
         fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         if account is not None:
             os.fchown(fd, account.uid, account.gid)
+        if self.warm_start:
+            try:
+                warm = await asyncio.to_thread(
+                    self._warm_starts().launch,
+                    cmd,
+                    env,
+                    fd,
+                    cwd,
+                    account=account,
+                    cgroup_procs=cgroups.procs_files(part) if cgroups is not None else [],
+                )
+            except BaseException:
+                os.close(fd)
+                raise
+            if warm is not None:
+                os.close(fd)
+                self._popens.append(warm)
+                return warm
         switch_user = set_user_setuid(account.name, chdir=False) if account else None
 
         def preexec() -> None:
@@ -759,7 +805,7 @@ class AstroKitSpawner(SlurmSpawnerMixin, ProfilesMixin, Spawner):
             **self.slurm_spec_fields(profile),  # Slurm hook 1: workers as Slurm jobs
         )
         self._write_owned(server_dir / "cluster-spec.json", spec.to_json(), account)
-        manager = self._launch(
+        manager = await self._launch(
             cluster_manager_command(self.cluster_python, str(server_dir / "cluster-spec.json")),
             {
                 **cluster_environment(base_env, threads_per_worker=profile.threads_per_worker),
@@ -792,7 +838,7 @@ class AstroKitSpawner(SlurmSpawnerMixin, ProfilesMixin, Spawner):
         # WELCOME.md), then becomes the notebook server (exec): .home.
         home_spec = server_dir / "home.json"
         self._write_owned(home_spec, self._home_spec(profile, dashboard_url).to_json(), account)
-        notebook = self._launch(
+        notebook = await self._launch(
             [
                 *home_command(self.cluster_python, str(home_spec)),
                 *notebook_command(
@@ -819,7 +865,7 @@ class AstroKitSpawner(SlurmSpawnerMixin, ProfilesMixin, Spawner):
         self._emit(100, f"Ready: notebook and {profile.n_workers} Dask workers")
         return ("127.0.0.1", self.port)
 
-    async def _wait_cluster(self, spec: ClusterSpec, manager: Popen) -> None:
+    async def _wait_cluster(self, spec: ClusterSpec, manager: Popen | WarmProcess) -> None:
         log = Path(self.server_dir) / "cluster.log"
         seen_state, seen_workers = "", -1
         deadline = time.monotonic() + self.cluster_start_timeout + 30
@@ -863,7 +909,7 @@ class AstroKitSpawner(SlurmSpawnerMixin, ProfilesMixin, Spawner):
                 )
             await asyncio.sleep(_POLL)
 
-    async def _wait_notebook(self, notebook: Popen, log: Path) -> None:
+    async def _wait_notebook(self, notebook: Popen | WarmProcess, log: Path) -> None:
         url = f"http://127.0.0.1:{self.port}{self.server.base_url}api"
         client = AsyncHTTPClient()
         # As long as the cluster may take: both start at once on the same cores.

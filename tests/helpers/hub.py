@@ -38,7 +38,7 @@ from urllib.parse import quote
 import psutil
 import requests
 
-from helpers.polling import poll
+from helpers.polling import poll, wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY_CONFIG = REPO / "deploy" / "local" / "jupyterhub_config.py"
@@ -490,6 +490,15 @@ c.AstroKitSpawner.cluster_idle_timeout = 0  # tests count workers; idle release 
         raise HubError(f"server {user}/{server_name} did not stop within {timeout} s")
 
     # --- inspecting servers -----------------------------------------------------------
+    def wait_warm_start(self, timeout: float = 120.0) -> None:
+        """Wait until the hub's warm-start templates have their modules imported."""
+        logs = [self.run_dir / "warm-start" / f"{role}.log" for role in ("notebook", "cluster")]
+        wait_until(
+            lambda: all(log.exists() and ": ready" in log.read_text() for log in logs),
+            timeout,
+            "the hub's warm-start templates ready",
+        )
+
     def spawner_state(self, user: str, server_name: str = "") -> dict[str, Any]:
         """AstroKit's part of the spawner state (server id, pids, addresses)."""
         model = self.server(user, server_name)

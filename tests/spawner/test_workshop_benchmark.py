@@ -15,7 +15,15 @@ def test_workshop_benchmark_quick():
     assert 0 < ready["first"] <= ready["median"] <= ready["last"] <= out["all_ready_or_failed_s"]
     assert ready["last"] < 150
     cpu = out["cpu_s"]
-    roles = {"hub", "hub_reaped", "notebook", "scheduler_and_manager", "workers", "helpers"}
+    roles = {
+        "hub",
+        "hub_reaped",
+        "warm_start",
+        "notebook",
+        "scheduler_and_manager",
+        "workers",
+        "helpers",
+    }
     assert set(cpu["by_role"]) == roles
     assert all(seconds >= 0 for seconds in cpu["by_role"].values())
     assert cpu["by_role"]["notebook"] > 0 and cpu["by_role"]["workers"] > 0
@@ -26,6 +34,9 @@ def test_workshop_benchmark_quick():
     assert memory["by_role"]["scheduler_and_manager"]["count"] == 2
     assert memory["by_role"]["workers"]["count"] == 4
     assert 0 < memory["uss_gib_total"] <= memory["pss_gib_total"] <= memory["rss_gib_total"]
+    # Both templates are up and the servers were forked from them.
+    assert set(out["warm_start_templates"]) == {"notebook", "cluster"}
+    assert all(t["rss_mib"] > 0 for t in out["warm_start_templates"].values())
     loop = out["hub_event_loop_unresponsive"]
     assert loop["count"] >= 0 and loop["max_s"] >= 0
     stop = out["stop"]
