@@ -84,9 +84,11 @@ class ServerCluster(Cluster):
             if self.status == Status.created:
                 try:
                     await self._start()
-                    # "New" in the panel after a "Shutdown": bring the workers back.
-                    if not self.scheduler_info.get("workers"):
-                        await self._run_on_scheduler(wake_on_scheduler)
+                    # "New" in the panel after a "Shutdown": bring the workers back. Always,
+                    # not only when none are listed now: the "Shutdown" just before may still
+                    # be releasing them. At the server's start it asks for the size the
+                    # cluster is being started with anyway.
+                    await self._run_on_scheduler(wake_on_scheduler)
                 except (OSError, ConnectError) as exc:
                     # The panel must still list the cluster (dask-labextension waits for its
                     # initial clusters before answering): report it as not connected.

@@ -222,7 +222,12 @@ def gaussian_mixture_cdf(
     z2 = zz[:, None] if squeeze else zz
     if z2.shape[0] != w.shape[0]:
         raise MetricsError(f"z has {z2.shape[0]} rows but the mixtures have {w.shape[0]}")
+    # Weights from a float32 softmax sum to 1 only within ~1e-7, which put CDFs far in the
+    # upper tail above 1 (a PIT of 1.00000004 failed a training run): renormalise in float64,
+    # and keep the rounding of the sum inside [0, 1].
+    w = w / w.sum(axis=1, keepdims=True)
     cdf = (w[:, None, :] * _norm_cdf((z2[:, :, None] - mu[:, None, :]) / sd[:, None, :])).sum(-1)
+    cdf = np.clip(cdf, 0.0, 1.0)
     return cdf[:, 0] if squeeze else cdf
 
 

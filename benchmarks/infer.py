@@ -3,7 +3,8 @@
 Prints one JSON object. The same model, the same shard set (``--samples`` galaxies written as
 ~25 MB shards) and the same batch size are used by every path:
 
-* ``roofline``: this machine's fp32 and bf16 GEMM rates (2048^3 ``torch.mm``, 1 and 2
+* ``roofline``: this machine's fp32 and bf16 GEMM rates (2048^3 ``torch.mm``, smaller where
+  a dtype is emulated and one product would take over half a second; 1 and 2
   threads), i.e. what the model could reach at best;
 * ``baseline``: the plain in-process loop a user would write -- ``torch.set_num_threads(2)``,
   load the checkpoint, then for each shard ``read_shard`` + batched forward passes under
@@ -132,25 +133,41 @@ def cpu_description() -> dict[str, Any]:
     }
 
 
-def gemm_rate(threads: int, dtype: str, n: int = 2048, repeats: int = 5) -> float:
-    """GFLOP/s of an ``n``^3 ``torch.mm`` in ``dtype`` on ``threads`` threads (best of runs)."""
+def gemm_rate(
+    threads: int, dtype: str, n: int = 2048, repeats: int = 5, seconds_per_mm: float = 0.5
+) -> tuple[float, int]:
+    """GFLOP/s of an ``n``^3 ``torch.mm`` in ``dtype`` on ``threads`` threads (best of runs).
+
+    Where the dtype is emulated (bf16 on a CPU without it runs at well under 1 GFLOP/s, so
+    one 2048^3 product takes a minute) the matrices shrink, from a 256^3 probe, until one
+    product takes about ``seconds_per_mm``; returns the rate and the ``n`` used.
+    """
     import torch
 
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
         dt = {"fp32": torch.float32, "bf16": torch.bfloat16}[dtype]
-        a = torch.randn(n, n).to(dt)
-        b = torch.randn(n, n).to(dt)
-        torch.mm(a, b)
-        best = float("inf")
-        for _ in range(repeats):
-            t0 = time.perf_counter()
+
+        def best_of(size: int, runs: int) -> float:
+            a = torch.randn(size, size).to(dt)
+            b = torch.randn(size, size).to(dt)
             torch.mm(a, b)
-            best = min(best, time.perf_counter() - t0)
+            best = float("inf")
+            for _ in range(runs):
+                t0 = time.perf_counter()
+                torch.mm(a, b)
+                best = min(best, time.perf_counter() - t0)
+            return best
+
+        probe = 256
+        rate = 2 * probe**3 / best_of(probe, 1)
+        fits = int((rate * seconds_per_mm / 2) ** (1 / 3)) // 128 * 128
+        n = max(probe, min(n, fits))
+        best = best_of(n, repeats)
     finally:
         torch.set_num_threads(before)
-    return 2 * n**3 / best / 1e9
+    return 2 * n**3 / best / 1e9, n
 
 
 def baseline_loop(
@@ -372,11 +389,12 @@ def main(argv: list[str] | None = None) -> int:
     work = Path(args.workdir or tempfile.mkdtemp(prefix="astrokit-bench-infer-"))
     work.mkdir(parents=True, exist_ok=True)
     try:
-        roofline = {
-            f"{dtype}_{threads}thread_gflop_per_s": gemm_rate(threads, dtype)
-            for dtype in ("fp32", "bf16")
-            for threads in (1, args.threads)
-        }
+        roofline = {}
+        for dtype in ("fp32", "bf16"):
+            for threads in (1, args.threads):
+                rate, n = gemm_rate(threads, dtype)
+                roofline[f"{dtype}_{threads}thread_gflop_per_s"] = rate
+                roofline[f"{dtype}_{threads}thread_gemm_n"] = n
         t0 = time.perf_counter()
         arrays = make_data(samples, seed=11)
         data_url = (work / "shards").as_uri()

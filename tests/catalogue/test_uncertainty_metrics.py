@@ -66,6 +66,24 @@ def test_mixture_cdf_by_hand():
     assert cdf == pytest.approx([0.5, 0.8413447460685429])
 
 
+def test_mixture_cdf_of_float32_weights_stays_a_probability():
+    """A softmax in float32 sums to 1 only within ~1e-7; far in the upper tail that put the
+    CDF (the PIT of a true redshift) just above 1, and the PIT histogram refused it."""
+    logits = np.array([[0.3, -1.2, 2.5, 0.0, 1.1]], dtype=np.float32)
+    w32 = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    w = (
+        np.repeat(w32, 2000, axis=0)
+        * (1 + np.linspace(-2e-7, 2e-7, 2000, dtype=np.float32))[:, None]
+    )
+    assert (w.astype(np.float64).sum(axis=1) > 1.0).any()  # the control: the sums exceed 1
+    mu = np.zeros_like(w)
+    sd = np.full_like(w, 0.05)
+    cdf = gaussian_mixture_cdf(w, mu, sd, np.full(len(w), 3.0))
+    assert cdf.max() <= 1.0 and cdf.min() >= 0.0
+    assert cdf == pytest.approx(1.0)
+    pit_histogram(cdf)  # accepted
+
+
 def test_crps_known_answers():
     # N(0, 1) at its mean: 2 phi(0) - 1/sqrt(pi) = (sqrt 2 - 1) / sqrt(pi) = 0.233695
     c = crps_gaussian_mixture([[1.0]], [[0.0]], [[1.0]], [0.0])
