@@ -276,11 +276,11 @@ async def run(spec: ClusterSpec) -> int:
         status.update(state="failed", error=f"scheduler did not start: {exc}")
         return 1
 
-    async def check_backend(*, starting: bool) -> bool:
+    async def check_backend(*, starting: bool, fresh: bool = False) -> bool:
         """Backend bookkeeping; False (status failed) when the start must end."""
         if backend is None:
             return True
-        error = await backend.watch(cluster, starting=starting)
+        error = await backend.watch(cluster, starting=starting, fresh=fresh)
         status.update(**backend.status_fields())
         if error:
             status.update(state="failed", error=error)
@@ -320,6 +320,10 @@ async def run(spec: ClusterSpec) -> int:
             await _wait(stop, WATCH_INTERVAL)
         if stop.is_set():
             return 0
+        # The jobs' states as Slurm sees them now, not from the last rate-limited read:
+        # "ready" with "Slurm jobs: running 0/2" beside it was seen once.
+        if not await check_backend(starting=True, fresh=True):
+            return 1
         status.update(state="ready", workers=len(scheduler.workers))
         logger.info("%d workers ready", spec.n_workers)
         if spec.idle_timeout > 0:

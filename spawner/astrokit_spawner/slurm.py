@@ -587,7 +587,7 @@ class SlurmBackend:
             "detail": jobs_summary(live, self.spec.n_workers),
         }
 
-    async def watch(self, cluster: Any, *, starting: bool) -> str | None:
+    async def watch(self, cluster: Any, *, starting: bool, fresh: bool = False) -> str | None:
         """One round of bookkeeping; returns an error that must end the start, else None.
 
         Reads ``squeue``, records which jobs' workers joined, replaces jobs that ended while
@@ -604,8 +604,8 @@ class SlurmBackend:
                 return f"Slurm refused the worker job: {error}"
             logger.warning("Slurm refused a replacement job: %s", error)
             self._backoff(now)
-        if now - self._last_watch < WATCH_INTERVAL:
-            return None
+        if not fresh and now - self._last_watch < WATCH_INTERVAL:
+            return None  # ``fresh``: read squeue now (the state "ready" reports must be current)
         self._last_watch = now
         try:
             jobs = await squeue(self.name, self.env)
