@@ -22,6 +22,14 @@ waves, not 8.5). The shards are the same either way.
 Resume: a task whose sidecar has the same inputs digest and whose shard's sha256 still
 matches is skipped (it reports the recorded result without reading inputs again).
 
+Durability: a shard task publishes its shard and sidecar atomically (rename) but does not
+wait for the disk; the client fsyncs each task's files in a thread as its result arrives,
+while the workers go on reading. Measured on the 2-core machine, waiting in the task left
+each worker's core idle for ~0.5 s per 20,000 files, and two workers waited on the same disk
+at once, so it cost the 2-worker run more than the 1-worker one. The manifest is written
+only once every file it names is on disk; a crash before that leaves at worst a shard whose
+checksum no longer matches its sidecar, which the next run redoes.
+
 Accounting: ``files == good_rows + len(bad)`` is checked at the end, always; a violation
 raises :class:`IngestError`. The report (``ingest_report.json``) and ``manifest.json`` are
 written last, atomically.
@@ -36,6 +44,7 @@ import logging
 import time
 import uuid
 from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -240,13 +249,14 @@ def write_group(
             "ids": np.array(ids, dtype=str),
             "z": pieces[0].z if one else np.concatenate([p.z for p in pieces]),
         }
-        info = write_shard(f"{dst_url}/{name}", arrays, store=store)
+        # not flushed here: the client does it while this worker reads on (module docstring)
+        info = write_shard(f"{dst_url}/{name}", arrays, store=store, durable=False)
     doc = {
         "inputs": inputs_digest(group.files, shape, max_nan_fraction),
         "info": asdict(info) if info else None,
         "bad": [asdict(b) for b in bad],
     }
-    store.write_bytes(_sidecar_url(dst_url, group.index), json.dumps(doc).encode())
+    store.write_bytes(_sidecar_url(dst_url, group.index), json.dumps(doc).encode(), durable=False)
     bytes_in = sum(p.bytes_in for p in pieces)
     return ShardResult(name, info, group.rows, bad, skipped=False, bytes_in=bytes_in)
 
@@ -349,7 +359,19 @@ def ingest(
     results: dict[int, ShardResult] = {}
     groups: list[FileGroup] = []
     counted = {"files": 0, "bytes": 0}
-    with client_or_local(client) as cl:
+    flushes: list[tuple[int, Future]] = []
+
+    def flush(index: int, result: ShardResult) -> None:
+        """Have ``result``'s files (written or reused) fsync'ed while the workers go on."""
+        files = [_sidecar_url(dst_url, index)]
+        if result.info is not None:
+            files.insert(0, f"{dst_url}/{result.name}")
+        flushes.append((index, flusher.submit(store.make_durable, files)))
+
+    with (
+        ThreadPoolExecutor(1, thread_name_prefix="ingest-flush") as flusher,
+        client_or_local(client) as cl,
+    ):
         workers = cl.scheduler_info().get("workers", {})
         n_workers = len(workers)
         slots = max(1, sum(int(w.get("nthreads", 1)) for w in workers.values()))
@@ -403,6 +425,7 @@ def ingest(
                 submit(group)
             elif done := _reuse(store, dst_url, group, shape, max_nan_fraction):
                 results[group.index] = done
+                flush(group.index, done)  # a crashed run may have left it unflushed
             else:
                 last_wave.append(group)
         log.info(
@@ -433,6 +456,8 @@ def ingest(
                     BadFile(n, type(exc).__name__, f"shard task failed: {exc}") for n in group.files
                 ]
                 results[i] = ShardResult(shard_name(i), None, group.rows, lost, skipped=False)
+            else:
+                flush(i, results[i])
             fut.release()
             r = results[i]
             log.info(
@@ -440,6 +465,15 @@ def ingest(
                 "reused" if r.skipped else "wrote", r.name,
                 r.info.rows if r.info else 0, len(r.bad),
             )  # fmt: skip
+
+        for i, flushed in flushes:
+            try:
+                flushed.result()
+            except StoreError as exc:
+                raise IngestError(
+                    f"{dst_url}/{shard_name(i)}: could not be flushed to disk ({exc}); "
+                    "no manifest was written, run the ingest again to resume"
+                ) from exc
 
     names_total = counted["files"]
     ordered = [results[i] for i in range(len(groups))]

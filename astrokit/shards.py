@@ -152,16 +152,22 @@ def decode_shard(data: bytes, where: str = "shard") -> dict[str, np.ndarray]:
 
 
 def write_arrays(
-    url: str, arrays: dict[str, np.ndarray], store: Store | None = None, *, rows: int | None = None
+    url: str,
+    arrays: dict[str, np.ndarray],
+    store: Store | None = None,
+    *,
+    rows: int | None = None,
+    durable: bool = True,
 ) -> ShardInfo:
     """Write one ``.npz`` file of any schema atomically and return its manifest entry.
 
     The writing half of every shard set (photo-z shards, active-learning pools): the entry's
     sha256 is what :func:`read_arrays` verifies. ``rows`` defaults to the first array's length.
+    ``durable=False``: see :meth:`astrokit.store.Store.atomic_open`.
     """
     store, url = resolve(url, store)
     data = encode_arrays(arrays)
-    store.write_bytes(url, data)
+    store.write_bytes(url, data, durable=durable)
     if rows is None:
         rows = len(next(iter(arrays.values()))) if arrays else 0
     info = ShardInfo(url.rstrip("/").rsplit("/", 1)[-1], int(rows), _sha256(data), len(data))
@@ -204,7 +210,9 @@ def read_arrays(
     return arrays
 
 
-def write_shard(url: str, arrays: dict[str, np.ndarray], store: Store | None = None) -> ShardInfo:
+def write_shard(
+    url: str, arrays: dict[str, np.ndarray], store: Store | None = None, *, durable: bool = True
+) -> ShardInfo:
     """Write one photo-z shard atomically and return its manifest entry.
 
     Parameters
@@ -215,9 +223,11 @@ def write_shard(url: str, arrays: dict[str, np.ndarray], store: Store | None = N
         ``images``, ``mags``, ``ids``, ``z`` (+ optional extra per-row arrays).
     store : Store, optional
         Store to write through; default: resolved from the URL.
+    durable : bool
+        False: the caller makes the file durable later (:meth:`Store.make_durable`).
     """
     rows = validate_arrays(arrays, url)
-    return write_arrays(url, arrays, store, rows=rows)
+    return write_arrays(url, arrays, store, rows=rows, durable=durable)
 
 
 def read_shard(

@@ -32,7 +32,7 @@ import logging
 import os
 import posixpath
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import IO, Any
@@ -230,6 +230,18 @@ def _s3_filesystem(opts: dict) -> Any:
     if fs is None:
         fs = _S3_FILESYSTEMS[key] = s3fs.S3FileSystem(skip_instance_cache=True, **opts)
     return fs
+
+
+def _fsync(path: str, url: str) -> None:
+    """Flush one local file or folder to disk; errors name ``url``."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        raise _translate(exc, url) from exc
 
 
 def _translate(exc: BaseException, url: str) -> StoreError:
@@ -555,14 +567,15 @@ class Store:
             raise _translate(exc, self._norm(url)) from exc
 
     # -- writing ------------------------------------------------------------------------------
-    def write_bytes(self, url: str, data: bytes) -> None:
+    def write_bytes(self, url: str, data: bytes, *, durable: bool = True) -> None:
         """Write ``data`` to ``url`` atomically (refuses the shared area).
 
         On S3 this is one ``PutObject`` (a multipart upload above s3fs's threshold), which the
-        protocol makes atomic: readers see the old object or the whole new one.
+        protocol makes atomic: readers see the old object or the whole new one. For
+        ``durable`` see :meth:`atomic_open`.
         """
         if self.protocol == "file":
-            with self.atomic_open(url, "wb") as fh:
+            with self.atomic_open(url, "wb", durable=durable) as fh:
                 fh.write(data)
             return
         path = self._check_writable(url)
@@ -575,22 +588,27 @@ class Store:
         log.debug("wrote %s (%d bytes)", self._norm(url), len(data))
 
     @contextlib.contextmanager
-    def atomic_open(self, url: str, mode: str = "wb") -> Iterator[IO]:
+    def atomic_open(self, url: str, mode: str = "wb", *, durable: bool = True) -> Iterator[IO]:
         """Context manager yielding a writable file that appears at ``url`` only on success.
 
         If the block raises, nothing is left under ``url`` (any previous content stays) and no
-        temporary file remains.
+        temporary file remains. A local file is flushed to disk before it appears
+        (``durable``). ``durable=False`` skips that wait -- the file still appears whole or
+        not at all, but a power loss may lose its content -- for a writer that will call
+        :meth:`make_durable` on it later, off its critical path (ingest's shards: a shard
+        task that waits for the disk leaves its core idle). Objects on S3 are durable either
+        way.
         """
         if mode not in ("wb", "w"):
             raise ValueError(f"atomic_open writes new files (mode 'wb' or 'w'), got {mode!r}")
         path = self._check_writable(url)
         if self.protocol == "file":
-            yield from self._atomic_local(path, mode)
+            yield from self._atomic_local(path, mode, durable)
         else:
             yield from self._atomic_s3(path, mode)
         log.debug("wrote %s", _to_url(self.protocol, path))
 
-    def _atomic_local(self, path: str, mode: str) -> Iterator[IO]:
+    def _atomic_local(self, path: str, mode: str, durable: bool) -> Iterator[IO]:
         directory, name = os.path.split(path)
         os.makedirs(directory, exist_ok=True)
         tmp = os.path.join(directory, f"{TMP_PREFIX}{name}-{uuid.uuid4().hex[:12]}")
@@ -598,7 +616,8 @@ class Store:
             with open(tmp, mode) as fh:
                 yield fh
                 fh.flush()
-                os.fsync(fh.fileno())  # data on disk before the rename makes it visible
+                if durable:
+                    os.fsync(fh.fileno())  # data on disk before the rename makes it visible
             os.replace(tmp, path)
         except BaseException:
             with contextlib.suppress(FileNotFoundError):
@@ -628,6 +647,28 @@ class Store:
             raise
         finally:
             self.fs.invalidate_cache(path)
+
+    def make_durable(self, urls: Iterable[str]) -> None:
+        """Flush local files written with ``durable=False`` to disk, then their folders.
+
+        Each file is fsync'ed, then each folder holding one (which makes the renames that
+        published them survive a power loss). On S3 there is nothing to do: an object is
+        stored durably when its upload returns.
+
+        Raises
+        ------
+        StoreNotFound, StoreError
+            A file is missing or the disk reported an error; the message names the file.
+        """
+        if self.protocol != "file":
+            return
+        folders: dict[str, None] = {}
+        for url in urls:
+            path = self._path(url)
+            _fsync(path, self._norm(url))
+            folders[os.path.dirname(path)] = None
+        for folder in folders:
+            _fsync(folder, _to_url("file", folder))
 
     def makedirs(self, url: str) -> None:
         """Create a directory.

@@ -137,3 +137,72 @@ def test_shard_names_follow_sorted_inputs(tmp_path, client):
     got = [read_shard(m.shard_url(s), store)["ids"].tolist() for s in m.shards]
     assert got == [["c0", "c1"], ["c2", "c3"], ["c4", "c5"]]
     assert np.isnan(read_shard(m.shard_url(m.shards[0]), store)["z"]).all()  # unknown z -> NaN
+
+
+def _small_survey(tmp_path, files: int = 12):
+    from astrokit.store import open_store
+
+    store = open_store(f"file://{tmp_path}")
+    g = synth_galaxies(files, seed=5)
+    for i in range(files):
+        store.write_bytes(
+            store.join(f"src/c{i:02d}.fits"),
+            cutout_fits_bytes(g["images"][i], g["mags"][i], 0.1, f"c{i:02d}"),
+        )
+    return store
+
+
+def test_every_file_the_manifest_names_is_flushed_before_it(tmp_path, client, monkeypatch):
+    """Shard tasks publish without waiting for the disk; the client flushes their files while
+    they run, and writes the manifest only after all of them (and a crash before leaves no
+    manifest)."""
+    store = _small_survey(tmp_path)
+    dst = store.join("dst")
+    flushed: list[str] = []
+    real = store.make_durable
+
+    def make_durable(urls):
+        if not flushed_before:  # the first run: no manifest may exist yet
+            assert not store.exists(f"{dst}/manifest.json"), "manifest written before a flush"
+        real(urls)
+        flushed.extend(urls)
+
+    flushed_before: list[str] = []
+
+    monkeypatch.setattr(store, "make_durable", make_durable)
+    report = ingest(store.join("src"), dst, partition_mb=0.05, client=client, store=store)
+    manifest = Manifest.load(dst, store=store)
+    sidecars = [f"{dst}/_ingest/{shard_name(i).removesuffix('.npz')}.json" for i in range(6)]
+    assert report.shards == 6
+    assert sorted(flushed) == sorted([manifest.shard_url(s) for s in manifest.shards] + sidecars)
+
+    # a rerun reuses every shard and flushes them again: a crashed run may have left them
+    flushed_before[:] = flushed
+    flushed.clear()
+    again = ingest(store.join("src"), dst, partition_mb=0.05, client=client, store=store)
+    assert again.shards_skipped == 6
+    assert len(flushed) == 12
+
+
+def test_a_shard_that_cannot_be_flushed_fails_the_ingest_before_the_manifest(
+    tmp_path, client, monkeypatch
+):
+    from astrokit.store import StoreError
+
+    store = _small_survey(tmp_path)
+    dst = store.join("dst")
+    real = store.make_durable
+
+    def make_durable(urls):
+        if any(u.endswith(shard_name(2)) for u in urls):
+            raise StoreError(f"{urls[0]}: OSError: [Errno 5] Input/output error")
+        real(urls)
+
+    monkeypatch.setattr(store, "make_durable", make_durable)
+    with pytest.raises(IngestError, match=r"shard-00002\.npz: could not be flushed.*resume"):
+        ingest(store.join("src"), dst, partition_mb=0.05, client=client, store=store)
+    assert not store.exists(f"{dst}/manifest.json")
+    monkeypatch.setattr(store, "make_durable", real)  # the disk is back
+    report = ingest(store.join("src"), dst, partition_mb=0.05, client=client, store=store)
+    assert report.shards_skipped == 6 and report.good_rows == 12
+    assert Manifest.load(dst, store=store).verify(store) == []

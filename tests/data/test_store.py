@@ -10,6 +10,7 @@ import tracemalloc
 import pytest
 
 from astrokit.store import (
+    TMP_PREFIX,
     Page,
     ReadOnlyAreaError,
     StoreCredentialsError,
@@ -80,6 +81,49 @@ MIN_PART = 5 * 1024 * 1024
 
 def _bucket_key(store, url):
     return store._path(url).split("/", 1)
+
+
+def _record_fsyncs(monkeypatch) -> list[str]:
+    """Paths os.fsync is called on from now on (the real fsync still runs)."""
+    synced: list[str] = []
+    real = os.fsync
+
+    def fsync(fd: int) -> None:
+        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+        real(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    return synced
+
+
+def test_deferred_durability_publishes_at_once_and_flushes_later(tmp_path, monkeypatch):
+    store = open_store(f"file://{tmp_path}")
+    synced = _record_fsyncs(monkeypatch)
+    store.write_bytes(store.join("a/durable.bin"), b"now")
+    assert len(synced) == 1  # the default: flushed under its temporary name, then renamed
+    assert os.path.basename(synced[0]).startswith(TMP_PREFIX + "durable.bin")
+    synced.clear()
+    later = [store.join("a/one.bin"), store.join("b/two.bin")]
+    for url in later:
+        store.write_bytes(url, b"later", durable=False)
+        assert store.read_bytes(url) == b"later"  # published (renamed) already
+    with store.atomic_open(store.join("a/three.txt"), "w", durable=False) as fh:
+        fh.write("text")
+    assert synced == []  # nothing waited for the disk
+    store.make_durable(later)
+    files_then_folders = ["a/one.bin", "b/two.bin", "a", "b"]
+    assert synced == [str(tmp_path / p) for p in files_then_folders]
+    with pytest.raises(StoreNotFound, match=r"a/missing\.bin"):
+        store.make_durable([store.join("a/missing.bin")])
+
+
+def test_make_durable_on_s3_has_nothing_to_wait_for(make_bucket, s3_store_options, monkeypatch):
+    store = open_store(make_bucket(), storage_options=s3_store_options)
+    url = store.join("x.bin")
+    store.write_bytes(url, b"x", durable=False)  # an object is durable once its PUT returns
+    synced = _record_fsyncs(monkeypatch)
+    store.make_durable([url])
+    assert synced == [] and store.read_bytes(url) == b"x"
 
 
 def test_large_atomic_write_multipart(any_store, monkeypatch):
