@@ -13,7 +13,7 @@ BENCH = Path(__file__).resolve().parents[2] / "benchmarks" / "ingest.py"
 def test_ingest_benchmark_quick(tmp_path):
     proc = subprocess.run(
         [sys.executable, str(BENCH), "--quick", "--galaxies", "120", "--objects", "1500",
-         "--workdir", str(tmp_path)],
+         "--repeats", "2", "--workdir", str(tmp_path)],
         capture_output=True, text=True, timeout=300, check=False,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-2000:]
@@ -23,6 +23,8 @@ def test_ingest_benchmark_quick(tmp_path):
     for run in result["ingest"]:
         assert run["files"] == run["rows"] == 120 and run["bad"] == 0
         assert run["files_per_s"] > 0 and run["mb_per_s"] > 0
+        assert len(run["seconds_runs"]) == 2 and run["seconds"] in run["seconds_runs"]
+    assert result["repeats"] == 2 and len(result["speedup_2_vs_1_runs"]) == 2
     ceiling = result["machine_ceiling"]
     assert ceiling["files"] == 120 and ceiling["speedup_2_vs_1"] > 0
     assert result["speedup_vs_ceiling"] > 0
