@@ -11,7 +11,7 @@ Prints one JSON object on stdout:
   fresh cluster into a fresh folder: ``seconds`` is the median and ``seconds_runs`` every
   run; ``speedup_2_vs_1`` is the median of the runs' ratios (run ``k`` of 1 worker over run
   ``k`` of 2), ``speedup_2_vs_1_runs`` each. One run's ratio varies by a few percent on the
-  2-vCPU hosts this project runs on (1.67-1.92 in one session), which is why one run is not
+  2-vCPU hosts this project runs on (1.67-1.95 in one session), which is why one run is not
   quoted, and the median of 3 still moved by 0.04 between invocations: hence 5;
 * ``machine_ceiling``: the same per-file reading done by one plain process, then by two at
   once (no Dask): the most a second worker can add on this machine. On the 2-vCPU hosts this
